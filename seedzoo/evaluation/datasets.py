@@ -1,0 +1,208 @@
+"""Downstream datasets by name, each with train/test splits and class names.
+
+``get_dataset(name, split, root=..., transform=...)`` returns a map-style dataset of
+``(image, label)`` pairs where ``image`` is a PIL image in the dataset's own mode
+(grayscale stays grayscale: the encoder's transform makes it 3-channel).
+
+Names: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``stl10``, ``digits``
+and ``imagefolder:<path>``. Missing files end in a ``DatasetNotFoundError`` that says
+how to get them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from seedzoo.errors import DatasetNotFoundError, SeedzooError
+
+SPLITS = ("train", "test")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+
+def default_data_root() -> Path:
+    """Where datasets are looked for when no root is given: ``$SEEDZOO_DATA_ROOT`` or ``./data``."""
+    return Path(os.environ.get("SEEDZOO_DATA_ROOT", "data"))
+
+
+class ArrayImageDataset(torch.utils.data.Dataset):
+    """Images held in memory as a uint8 array (N, H, W) or (N, H, W, C), with integer labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: list[str],
+                 transform: Callable | None = None):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.targets = [int(t) for t in labels]
+        self.classes = list(classes)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetNotFoundError(f"{path} is not an unsigned-byte IDX file; re-download it.")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise DatasetNotFoundError(f"{path} is truncated ({array.size} of {int(np.prod(shape))} "
+                                   "values); re-download it.")
+    return array.reshape(shape)
+
+
+def _find_idx(directories: list[Path], stem: str) -> Path | None:
+    for directory in directories:
+        for name in (stem, stem + ".gz"):
+            if (directory / name).is_file():
+                return directory / name
+    return None
+
+
+def _mnist_like(folder: str, classes, extra_dirs: list[Path], how_to_get: str):
+    def load(split: str, root: Path, transform):
+        directories = [root / folder / "raw", root / folder, root] + extra_dirs
+        prefix = "train" if split == "train" else "t10k"
+        images = _find_idx(directories, f"{prefix}-images-idx3-ubyte")
+        labels = _find_idx(directories, f"{prefix}-labels-idx1-ubyte")
+        if images is None or labels is None:
+            searched = ", ".join(str(d) for d in directories)
+            raise DatasetNotFoundError(
+                f"{folder} {split} files ({prefix}-images-idx3-ubyte[.gz], "
+                f"{prefix}-labels-idx1-ubyte[.gz]) not found in: {searched}. {how_to_get}")
+        return ArrayImageDataset(_read_idx(images), _read_idx(labels), classes, transform)
+    return load
+
+
+def _torchvision(cls_name: str, how_to_get: str):
+    def load(split: str, root: Path, transform):
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        kwargs = {"split": split} if cls_name == "STL10" else {"train": split == "train"}
+        try:
+            return cls(str(root), download=False, transform=transform, **kwargs)
+        except RuntimeError as error:  # torchvision: "Dataset not found or corrupted ..."
+            raise DatasetNotFoundError(
+                f"{cls_name} ({split}) not found under {root}: {error} {how_to_get}") from None
+    return load
+
+
+def _digits(split: str, root: Path, transform):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(images)), test_size=0.25, random_state=0, stratify=bunch.target)
+    index = train_idx if split == "train" else test_idx
+    return ArrayImageDataset(images[index], bunch.target[index],
+                             [str(c) for c in bunch.target_names], transform)
+
+
+def _imagefolder(path: str):
+    def load(split: str, root: Path, transform):
+        from torchvision.datasets import ImageFolder
+
+        base = Path(path).expanduser()
+        names = ["train"] if split == "train" else ["test", "val"]
+        for name in names:
+            if (base / name).is_dir():
+                try:
+                    return ImageFolder(str(base / name), transform=transform)
+                except (FileNotFoundError, RuntimeError) as error:
+                    raise DatasetNotFoundError(f"{base / name}: {error}") from None
+        raise DatasetNotFoundError(
+            f"imagefolder:{path} has no {' or '.join(n + '/' for n in names)} folder. Expected "
+            f"{base}/train/<class>/<image> and {base}/val/<class>/<image> (or test/).")
+    return load
+
+
+_CIFAR_HELP = ("Download it once on a machine with internet, e.g. "
+               "`python -c \"import torchvision; torchvision.datasets.{cls}('{root}', download=True)\"`, "
+               "and point --data-root at that folder.")
+
+_LOADERS: dict[str, Callable] = {
+    "fashion-mnist": _mnist_like(
+        "FashionMNIST", FASHION_MNIST_CLASSES, [DEBIAN_FASHION_MNIST],
+        "Install the Debian package (`apt-get install dataset-fashion-mnist`) or place the files "
+        "under <data-root>/FashionMNIST/raw/."),
+    "mnist": _mnist_like(
+        "MNIST", [str(i) for i in range(10)], [],
+        "Place the MNIST IDX files under <data-root>/MNIST/raw/ "
+        "(torchvision.datasets.MNIST(root, download=True) writes them there)."),
+    "cifar10": _torchvision("CIFAR10", _CIFAR_HELP.format(cls="CIFAR10", root="data")),
+    "cifar100": _torchvision("CIFAR100", _CIFAR_HELP.format(cls="CIFAR100", root="data")),
+    "stl10": _torchvision("STL10", _CIFAR_HELP.format(cls="STL10", root="data")),
+    "digits": _digits,
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`get_dataset` (plus ``imagefolder:<path>``)."""
+    return sorted(_LOADERS) + ["imagefolder:<path>"]
+
+
+def get_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,
+                transform: Callable | None = None) -> torch.utils.data.Dataset:
+    """The ``split`` (``train`` or ``test``) of dataset ``name``, yielding ``(image, label)``."""
+    if split not in SPLITS:
+        raise SeedzooError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    if name.startswith("imagefolder:"):
+        loader = _imagefolder(name.split(":", 1)[1])
+    elif name in _LOADERS:
+        loader = _LOADERS[name]
+    else:
+        raise SeedzooError(f"Unknown dataset {name!r}; known: {', '.join(list_datasets())}.")
+    return loader(split, Path(root) if root is not None else default_data_root(), transform)
+
+
+def dataset_labels(dataset) -> np.ndarray:
+    """Integer labels of a dataset without decoding its images."""
+    for attribute in ("targets", "labels"):
+        if hasattr(dataset, attribute):
+            return np.asarray(getattr(dataset, attribute), dtype=np.int64)
+    return np.asarray([label for _, label in dataset], dtype=np.int64)
+
+
+def dataset_classes(dataset) -> list[str]:
+    """Class names of a dataset (index = label)."""
+    return list(getattr(dataset, "classes", []))
+
+
+def fewshot_indices(labels, fraction: float, seed: int = 0) -> np.ndarray:
+    """Class-balanced, seeded subset of indices: ``fraction`` of each class (at least one each)."""
+    if not 0 < fraction <= 1:
+        raise SeedzooError(f"Few-shot fraction must be in (0, 1], got {fraction}.")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        count = max(1, int(round(fraction * len(members))))
+        chosen.append(rng.choice(members, size=count, replace=False))
+    return np.sort(np.concatenate(chosen))

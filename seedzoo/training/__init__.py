@@ -1,0 +1,1 @@
+"""Training small encoders: views, methods (SimCLR, MoCo v2, SEED), teachers, the trainer."""

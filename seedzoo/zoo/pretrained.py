@@ -1,0 +1,142 @@
+"""The on-disk format of a seedzoo encoder: timm's Hugging Face layout.
+
+A folder holds ``config.json`` (architecture, num_features, global_pool, model_args,
+pretrained_cfg) and ``model.safetensors`` (the encoder's weights, no heads), so that
+``timm.create_model("local-dir:<folder>")`` and ``"hf-hub:org/name"`` read it without seedzoo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from seedzoo.errors import CheckpointError, ModelNotFoundError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+# pretrained_cfg keys that describe where a checkpoint came from, not how to use it.
+_SOURCE_KEYS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "state_dict", "tag")
+
+
+def create_encoder(arch: str, *, pretrained_cfg_overlay: dict | None = None,
+                   **model_args) -> nn.Module:
+    """A timm model as a feature encoder (``num_classes=0``) with random weights.
+
+    ``model_args`` are extra ``timm.create_model`` arguments (e.g. a small-image stem); they
+    are recorded on the model as ``model.model_args`` so that :func:`save_pretrained` can write
+    them to ``config.json`` and timm can rebuild the same architecture.
+    """
+    try:
+        model = timm.create_model(arch, pretrained=False, num_classes=0,
+                                  pretrained_cfg_overlay=pretrained_cfg_overlay, **model_args)
+    except RuntimeError as error:
+        if "Unknown model" in str(error):
+            close = timm.list_models(f"*{arch.split('.')[0][:6]}*")[:8]
+            hint = f" Similar timm names: {', '.join(close)}." if close else ""
+            raise ModelNotFoundError(f"timm has no architecture {arch!r}.{hint}") from None
+        raise
+    model.model_args = dict(model_args)
+    return model
+
+
+def encoder_config(model: nn.Module) -> dict:
+    """The ``config.json`` content for ``model`` (timm's ``save_config_for_hf`` layout)."""
+    pretrained_cfg = {k: v for k, v in dict(model.pretrained_cfg).items()
+                      if k not in _SOURCE_KEYS and v is not None}
+    config = {"architecture": pretrained_cfg.pop("architecture"), "num_classes": 0,
+              "num_features": int(model.num_features)}
+    global_pool = getattr(model, "global_pool", None)
+    pool_type = getattr(global_pool, "pool_type", global_pool)
+    if isinstance(pool_type, str) and pool_type:
+        config["global_pool"] = pool_type
+    model_args = getattr(model, "model_args", None)
+    if model_args:
+        config["model_args"] = model_args
+    pretrained_cfg["num_classes"] = 0
+    config["pretrained_cfg"] = pretrained_cfg
+    return config
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
+    """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write_bytes(folder / WEIGHTS_NAME, lambda p: save_file(state, str(p),
+                                                                   metadata={"format": "pt"}))
+    text = json.dumps(encoder_config(model), indent=2, default=list) + "\n"
+    _atomic_write_bytes(folder / CONFIG_NAME, lambda p: p.write_text(text))
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """Parse ``config.json`` of an encoder folder, with a clear error when it is not one."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise ModelNotFoundError(f"{folder} is not an encoder folder: it has no {CONFIG_NAME}.")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); re-download or re-save it.") \
+            from None
+    if "architecture" not in config:
+        raise CheckpointError(f"{path} has no 'architecture' entry; it is not a timm config.")
+    return config
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a corrupt or truncated file is a ``CheckpointError``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error}). It may be "
+                              "truncated or corrupted: delete it and download or save it again.") \
+            from None
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strictly load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        arch = model.pretrained_cfg.get("architecture", type(model).__name__)
+        parts = [f"{name} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                 for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                    ("shape mismatch", mismatched)) if keys]
+        raise CheckpointError(f"The weights in {source} do not fit architecture {arch!r}: "
+                              + "; ".join(parts) + ". Check that config and weights belong together.")
+    model.load_state_dict(state, strict=True)
+
+
+def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
+    """Build the encoder described by ``folder/config.json`` and load ``model.safetensors``."""
+    folder = Path(folder)
+    config = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; only safetensors "
+                              "weights are read.")
+    model = create_encoder(config["architecture"],
+                           pretrained_cfg_overlay=config.get("pretrained_cfg"),
+                           **config.get("model_args", {}))
+    load_state_into(model, read_safetensors(weights), str(weights))
+    return model.eval()
