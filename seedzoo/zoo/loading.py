@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
-from seedzoo.zoo.pretrained import (create_encoder, load_pretrained_folder, load_state_into,
-                                    read_safetensors)
+from seedzoo.zoo.pretrained import create_encoder, load_pretrained_folder, read_safetensors
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 
@@ -38,12 +37,16 @@ def read_weights_file(path: str | os.PathLike) -> dict:
 
 
 def load_weights_file(path: str | os.PathLike, arch: str) -> nn.Module:
-    """Encoder ``arch`` with the weights of a plain state-dict file."""
-    state = read_weights_file(path)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    """Encoder ``arch`` with the backbone weights of a checkpoint file.
+
+    Plain state dicts and the published SSL layouts (MoCo, SimCLR, SwAV, DINO, SEED,
+    torchvision) are read; see :mod:`seedzoo.zoo.checkpoints`. The load report is kept as
+    ``model.load_report``.
+    """
+    from seedzoo.zoo.checkpoints import load_checkpoint_into, read_checkpoint
+
     model = create_encoder(arch)
-    load_state_into(model, state, str(path))
+    model.load_report = load_checkpoint_into(model, read_checkpoint(path), source=str(path))
     return model
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.zoo.stems import apply_seedzoo_options
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -58,6 +59,9 @@ def encoder_config(model: nn.Module) -> dict:
     model_args = getattr(model, "model_args", None)
     if model_args:
         config["model_args"] = model_args
+    seedzoo_options = getattr(model, "seedzoo_options", None)
+    if seedzoo_options:  # changes timm cannot rebuild (see seedzoo.zoo.stems)
+        config["seedzoo"] = dict(seedzoo_options)
     pretrained_cfg["num_classes"] = 0
     config["pretrained_cfg"] = pretrained_cfg
     return config
@@ -138,5 +142,6 @@ def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
     model = create_encoder(config["architecture"],
                            pretrained_cfg_overlay=config.get("pretrained_cfg"),
                            **config.get("model_args", {}))
+    apply_seedzoo_options(model, config.get("seedzoo"))
     load_state_into(model, read_safetensors(weights), str(weights))
     return model.eval()

@@ -1,0 +1,125 @@
+"""SEED: self-supervised distillation of a small student from a frozen SSL teacher.
+
+Fang et al., "SEED: Self-supervised Distillation for Visual Representation", ICLR 2021.
+One augmented view goes to both networks. The teacher (frozen, eval mode, no gradient) embeds it;
+the student's backbone and projection head (Linear-ReLU-Linear to the teacher's width) embed it
+too; both are L2-normalised. Each is scored against ``[the teacher's own embedding; a FIFO queue
+of past teacher embeddings]``; the teacher's scores at a sharp temperature give the target
+distribution of a soft cross-entropy on the student's scores. The batch's teacher embeddings then
+enter the queue (gathered from every process).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seedzoo.errors import SeedzooError
+from seedzoo.training.encoders import build_encoder, feature_dim
+from seedzoo.training.heads import mlp_head
+from seedzoo.training.methods.base import Method, register_method
+from seedzoo.training.queue import EmbeddingQueue
+from seedzoo.training.teachers import load_backbone
+
+
+def seed_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, *,
+              student_temperature: float, teacher_temperature: float) -> torch.Tensor:
+    """SEED's soft cross-entropy for L2-normalised ``student``/``teacher`` (N, D) and ``queue`` (K, D).
+
+    Both are scored against ``[teacher_i; queue]``: ``p_T = softmax([t_i.t_i, t_i Q^T] / tau_t)``,
+    ``loss = -mean_i sum_j p_T[i, j] log softmax([s_i.t_i, s_i Q^T] / tau_s)[j]``.
+    """
+    student, teacher, queue = student.float(), teacher.float(), queue.float()
+    student_logits = torch.cat([(student * teacher).sum(1, keepdim=True), student @ queue.T], 1)
+    teacher_logits = torch.cat([(teacher * teacher).sum(1, keepdim=True), teacher @ queue.T], 1)
+    targets = F.softmax(teacher_logits / teacher_temperature, dim=1)
+    log_probs = F.log_softmax(student_logits / student_temperature, dim=1)
+    return -(targets * log_probs).sum(1).mean()
+
+
+@register_method("seed")
+class SEED(Method):
+    """SEED distillation (see the module docstring).
+
+    Options (the recipe's ``method`` section):
+
+    - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
+    - ``teacher``: ``{source, arch}``: a model folder, hub id, checkpoint file (MoCo, SimCLR, SwAV,
+      DINO, SEED, torchvision, timm; ``arch`` needed for files) or ``timm:<arch>`` (random: tests
+      only); see :func:`seedzoo.training.load_backbone`. Its pooled features are the embedding;
+    - ``queue_size`` (65536): teacher embeddings kept in the queue;
+    - ``student_temperature`` (0.2) and ``teacher_temperature`` (1e-4);
+    - ``hidden_dim`` (2048): hidden width of the student head Linear-ReLU-Linear;
+    - ``small_patch_queue_size`` (None): an integer turns on SEED's small-patch views: views[0] is
+      the global view, views[1:] small patches (view recipe ``seed_small_patch``), scored against
+      a second queue that receives the first small patch of each image; the loss adds both terms.
+
+    Views must be normalised with the teacher's mean/std, as the teacher sees them unchanged.
+    """
+
+    def __init__(self, *, student: dict | str, teacher: dict | str, queue_size: int = 65536,
+                 student_temperature: float = 0.2, teacher_temperature: float = 1e-4,
+                 hidden_dim: int = 2048, small_patch_queue_size: int | None = None):
+        super().__init__()
+        if isinstance(teacher, str):
+            teacher = {"source": teacher}
+        if "source" not in teacher or set(teacher) - {"source", "arch"}:
+            raise SeedzooError(f"SEED's teacher is {{source, arch}}, got {sorted(teacher)}.")
+        self.encoder = build_encoder(student)
+        self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
+        self.teacher.requires_grad_(False)
+        _warn_if_preprocessing_differs(self.encoder, self.teacher)
+        dim = feature_dim(self.teacher)
+        self.head = mlp_head(feature_dim(self.encoder), dim, hidden_dim)
+        self.queue = EmbeddingQueue(queue_size, dim)
+        self.small_patch_queue = (EmbeddingQueue(small_patch_queue_size, dim)
+                                  if small_patch_queue_size else None)
+        self.views = "seed_small_patch" if self.small_patch_queue is not None else "single"
+        self.student_temperature = student_temperature
+        self.teacher_temperature = teacher_temperature
+        self.teacher.eval()
+
+    def train(self, mode: bool = True) -> "SEED":
+        """Switch the student; the teacher stays in eval mode (frozen BatchNorm statistics)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _distill(self, images: torch.Tensor, queue: EmbeddingQueue
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of one batch of views against ``queue``, and the teacher embeddings."""
+        student = F.normalize(self.head(self.encoder(images)).float(), dim=1)
+        with torch.no_grad():
+            teacher = F.normalize(self.teacher(images).float(), dim=1)
+        # A copy: the queue is overwritten in place before backward needs it.
+        loss = seed_loss(student, teacher, queue.embeddings.clone(),
+                         student_temperature=self.student_temperature,
+                         teacher_temperature=self.teacher_temperature)
+        return loss, teacher
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss, teacher = self._distill(views[0], self.queue)
+        metrics = {"loss": loss}
+        if self.small_patch_queue is not None:
+            if len(views) < 2:
+                raise SeedzooError("SEED with small_patch_queue_size needs small-patch views "
+                                   "(view recipe 'seed_small_patch').")
+            small_loss, small_teacher = self._distill(torch.cat(views[1:]), self.small_patch_queue)
+            self.small_patch_queue.enqueue(small_teacher[: views[1].shape[0]])
+            metrics = {"loss": loss + small_loss, "loss_global": loss,
+                       "loss_small_patch": small_loss}
+        self.queue.enqueue(teacher)
+        return metrics
+
+
+def _warn_if_preprocessing_differs(student: nn.Module, teacher: nn.Module) -> None:
+    keys = ("mean", "std")
+    ours = [tuple(student.pretrained_cfg.get(k, ())) for k in keys]
+    theirs = [tuple(teacher.pretrained_cfg.get(k, ())) for k in keys]
+    if ours != theirs:
+        warnings.warn(f"Student and teacher normalise inputs differently (student mean/std "
+                      f"{ours}, teacher {theirs}); views are built for one of them only.",
+                      stacklevel=3)

@@ -1,0 +1,177 @@
+"""Backbone weights out of the checkpoint formats self-supervised learning code publishes.
+
+:func:`backbone_state_dict` turns a loaded checkpoint into the state dict of a timm backbone and
+a :class:`LoadReport` of what was taken and what was skipped, and why. Recognised layouts:
+
+- MoCo v1/v2: ``{"state_dict": {"module.encoder_q.*", "module.encoder_k.*", "module.queue"}}``,
+  the query encoder is taken and its ``fc`` head dropped (MoCo v3: ``module.base_encoder.*``);
+- SimCLR converted to PyTorch: ``{"state_dict": <torchvision ResNet>}`` (``fc`` dropped);
+- SwAV: ``module.*`` keys with ``projection_head`` and ``prototypes`` (dropped);
+- DINO: ``{"teacher": ..., "student": ...}``; the teacher's ``backbone.*`` is taken, ``head.*``
+  dropped (a released ``*_pretrain.pth`` backbone is a plain state dict);
+- SEED: ``{"state_dict": {"module.student.*", "module.teacher.*", "module.queue"}}``; the
+  trained student is taken, its ``fc`` MLP head dropped;
+- torchvision, timm and seedzoo state dicts (``fc``/``head``/``classifier`` dropped).
+
+Wrappers such as ``module.`` are removed as prefixes, never as character sets. The result must
+fill the backbone completely: an unmatched, partly matched or extra key is a ``CheckpointError``
+naming the keys, so a load can never silently leave weights at their random initialisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from seedzoo.errors import CheckpointError
+
+# Prefixes added by wrappers (DataParallel/DDP), removed wherever they lead a key.
+WRAPPER_PREFIXES = ("module.",)
+# Sub-models holding the backbone, with the format they indicate; others (encoder_k, teacher of
+# a SEED run, momentum_encoder) are skipped.
+SUBMODEL_PREFIXES = {"encoder_q.": "moco", "base_encoder.": "moco_v3", "student.": "seed",
+                     "backbone.": "dino", "encoder.": "encoder", "model.": "model"}
+# Heads and training state that are not part of a backbone: skipped when the model lacks them.
+HEAD_PREFIXES = {"fc.": "classifier/projection head", "head.": "projection head",
+                 "heads.": "projection heads", "classifier.": "classifier",
+                 "projection_head.": "projection head", "projector.": "projection head",
+                 "predictor.": "prediction head", "prototypes.": "prototypes"}
+TRAINING_STATE_KEYS = {"queue": "queue", "queue_ptr": "queue pointer"}
+# Buffers some exporters omit; the model's own value is kept.
+OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+
+
+@dataclass
+class LoadReport:
+    """What a checkpoint load took (``loaded``) and left out (``skipped``: key -> reason)."""
+
+    source: str
+    format: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        reasons = Counter(self.skipped.values())
+        skipped = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+        return (f"{self.source} ({self.format}): loaded {len(self.loaded)} tensors"
+                + (f", skipped {skipped}" if skipped else ""))
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _strip(key: str, prefix: str) -> str:
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def _unwrap(checkpoint) -> tuple[dict, str | None]:
+    """The tensor dict inside a checkpoint container, and the format the container indicates."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"expected a dict of tensors, found a {type(checkpoint).__name__}")
+    if isinstance(checkpoint.get("teacher"), dict) and isinstance(checkpoint.get("student"), dict):
+        return checkpoint["teacher"], "dino"
+    for container in ("state_dict", "model"):
+        if isinstance(checkpoint.get(container), dict):
+            return checkpoint[container], None
+    return checkpoint, None
+
+
+def _strip_wrappers(key: str) -> str:
+    while key.startswith(WRAPPER_PREFIXES):
+        key = next(_strip(key, p) for p in WRAPPER_PREFIXES if key.startswith(p))
+    return key
+
+
+def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
+                        ) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """The state dict of ``model`` found in ``checkpoint`` (any layout above), with its report.
+
+    Raises ``CheckpointError`` listing missing and unexpected keys unless every backbone tensor
+    of ``model`` is found.
+    """
+    try:
+        tensors, container_format = _unwrap(checkpoint)
+    except CheckpointError as error:
+        raise CheckpointError(f"{source} is not a state dict: {error}.") from None
+    own = model.state_dict()
+    report = LoadReport(source=source, format=container_format or "state dict")
+    keys = {}
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor):
+            keys[_strip_wrappers(key)] = key
+        else:
+            report.skipped[key] = "not a tensor"
+
+    def matches(prefix: str) -> int:
+        return sum(_strip(k, prefix) in own for k in keys if k.startswith(prefix))
+
+    prefix = max(SUBMODEL_PREFIXES, key=matches)  # first listed wins ties
+    if matches(prefix) > sum(k in own for k in keys):
+        report.format = container_format or SUBMODEL_PREFIXES[prefix]
+    else:
+        prefix = ""
+
+    state, unexpected = {}, []
+    for key, original in keys.items():
+        if not key.startswith(prefix):
+            report.skipped[original] = f"outside the {prefix[:-1]!r} sub-model"
+            continue
+        name = key[len(prefix):]
+        if name in own:
+            state[name] = tensors[original]
+            report.loaded.append(original)
+        elif name in TRAINING_STATE_KEYS:
+            report.skipped[original] = TRAINING_STATE_KEYS[name]
+        elif (head := next((h for h in HEAD_PREFIXES if name.startswith(h)), None)):
+            report.skipped[original] = HEAD_PREFIXES[head]
+            if head == "prototypes." and report.format == "state dict":
+                report.format = "swav"
+        else:
+            unexpected.append(original)
+    missing = []
+    for name in own:
+        if name not in state:
+            if name.endswith(OPTIONAL_SUFFIXES):
+                state[name] = own[name]
+            else:
+                missing.append(name)
+
+    arch = model.pretrained_cfg.get("architecture", type(model).__name__)
+    if not report.loaded:
+        raise CheckpointError(
+            f"No tensor of {source} belongs to a {arch!r} backbone: its keys look like "
+            f"{', '.join(list(tensors)[:4])} while the model expects {', '.join(list(own)[:4])}. "
+            "Check the architecture (--arch) and that the file is a backbone checkpoint.")
+    if missing or unexpected:
+        parts = [f"{name} ({len(found)}): {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}"
+                 for name, found in (("missing", missing), ("unexpected", unexpected)) if found]
+        raise CheckpointError(
+            f"{source} ({report.format}) does not fit a {arch!r} backbone: " + "; ".join(parts)
+            + ". Check the architecture (--arch); a partial load would leave weights random.")
+    return state, report
+
+
+def load_checkpoint_into(model: nn.Module, checkpoint, *, source: str) -> LoadReport:
+    """Load the backbone in ``checkpoint`` into ``model`` strictly; return the report."""
+    from seedzoo.zoo.pretrained import load_state_into
+
+    state, report = backbone_state_dict(checkpoint, model, source=source)
+    load_state_into(model, state, source)
+    return report
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint file's content (safetensors, or torch with ``weights_only=True``).
+
+    ``argparse.Namespace`` is allowed because DINO and others store their arguments in it; it
+    only holds attributes and runs no code.
+    """
+    from seedzoo.zoo.loading import read_weights_file
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return read_weights_file(path)
