@@ -1,0 +1,44 @@
+"""`seedzoo train`: train an encoder from a YAML recipe (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train an encoder from a recipe (SEED, MoCo v2, SimCLR)",
+        description="Train an encoder from a YAML recipe (see configs/). Several processes: "
+        "torchrun --nproc-per-node N -m seedzoo train ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE",
+                        help="the recipe (optional with --resume: the run's config.yaml is used)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. --set train.epochs=5 (YAML value; "
+                        "repeatable)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="run folder (default: runs/<recipe name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from seedzoo.errors import SeedzooError
+    from seedzoo.training import distributed
+    from seedzoo.training.config import run_config
+    from seedzoo.training.trainer import train
+
+    if args.out is None and args.config is None:
+        raise SeedzooError("Give --config FILE, or --out DIR --resume to continue a run.")
+    run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    config, changes = run_config(args.config, args.overrides, run_dir, resume=args.resume)
+    if changes and distributed.is_main_process():
+        print("Resuming with changed settings: " + "; ".join(changes))
+    summary = train(config, run_dir, resume=args.resume)
+    if summary["finished"] and distributed.is_main_process():
+        print(f"Trained {summary['steps']} steps in {summary['wall_time_s']:.0f} s "
+              f"(final loss {summary['final_loss']:.4f}); encoder: {summary['encoder']}")
+    return 0

@@ -1,0 +1,105 @@
+"""Optimisers (SGD, AdamW, LARS) and the per-step warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from seedzoo.errors import SeedzooError
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters in two groups: weights with ``weight_decay``, and norms and biases
+    (``ndim <= 1``) without it. The second group is also left out of LARS adaptation."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
+    return [g for g in groups if g["params"]]
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017).
+
+    Each parameter's update ``g + wd * p`` is scaled by ``trust_coefficient * |p| / |g + wd * p|``
+    before momentum, as in the SimCLR/BYOL/DINO implementations. Groups with
+    ``lars_exclude=True`` (norms and biases, see :func:`param_groups`) take plain SGD steps.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        trust_coefficient=trust_coefficient, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                update = param.grad
+                if not group["lars_exclude"]:
+                    update = update.add(param, alpha=group["weight_decay"])
+                    param_norm, update_norm = torch.linalg.vector_norm(param), \
+                        torch.linalg.vector_norm(update)
+                    trust = torch.where((param_norm > 0) & (update_norm > 0),
+                                        group["trust_coefficient"] * param_norm / update_norm,
+                                        torch.ones_like(param_norm))
+                    update = update.mul(trust)
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(update).detach()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
+                param.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def build_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: float,
+                    momentum: float = 0.9, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+    """``sgd``, ``adamw`` or ``lars`` over :func:`param_groups` of ``model``."""
+    groups = param_groups(model, weight_decay)
+    if not groups:
+        raise SeedzooError("The method has no trainable parameters.")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum)
+    raise SeedzooError(f"Unknown optimizer {name!r}; use sgd, adamw or lars.")
+
+
+def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, final_ratio: float = 0.0):
+    """Fraction of the peak lr at ``step`` (0-based): linear ramp over ``warmup_steps`` (reaching
+    the peak at the last warm-up step), then a cosine towards ``final_ratio``, which it would
+    reach one step after the last (as in DINO's schedule, so no step is taken at the floor)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class WarmupCosineSchedule(LRScheduler):
+    """Per-step :func:`warmup_cosine` schedule; call ``step()`` after every optimiser step."""
+
+    def __init__(self, optimizer, *, total_steps: int, warmup_steps: int, final_ratio: float = 0.0):
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+        self.final_ratio = final_ratio
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        factor = warmup_cosine(self.last_epoch, total_steps=self.total_steps,
+                               warmup_steps=self.warmup_steps, final_ratio=self.final_ratio)
+        return [base_lr * factor for base_lr in self.base_lrs]

@@ -1,0 +1,447 @@
+"""The training loop: any registered method, one or many processes, exact resume.
+
+``train(config, run_dir)`` builds the method from the recipe, trains it on the views of an
+(unlabelled) dataset, and exports ``method.encoder`` to ``run_dir/encoder`` in timm's format.
+A run folder holds::
+
+    config.yaml       the resolved recipe
+    checkpoint.pt     the last checkpoint (every train.checkpoint_every_steps and each epoch end)
+    metrics.jsonl     one JSON row per log interval and per epoch
+    encoder/          the trained encoder (config.json + model.safetensors), at the end
+    summary.json      configuration, wall time, steps, final loss, package versions
+
+Reproducibility: the augmentation of sample ``i`` in epoch ``e`` draws from a generator seeded
+by ``(seed, e, i)`` and the order of an epoch depends only on ``(seed, e)``, so results do not
+depend on the number of data workers, and a resumed run skips exactly the batches its
+checkpoint has seen and ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import platform
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from seedzoo.errors import CheckpointError, SeedzooError
+from seedzoo.training import distributed
+from seedzoo.training.checkpoint import (gather_rng_states, load_checkpoint,
+                                         restore_rng_states, save_checkpoint)
+from seedzoo.training.config import RUN_CONFIG_NAME, Config, save_config
+from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+ENCODER_DIR = "encoder"
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of the augmentation of sample ``index`` in ``epoch`` (well mixed, 64 bits)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0])
+
+
+class SeededViews(Dataset):
+    """The views of a labelled dataset's images (labels dropped), reproducibly augmented.
+
+    Set :attr:`epoch` before creating a loader iterator (workers are forked from it).
+    """
+
+    def __init__(self, dataset: Dataset, views, seed: int):
+        self.dataset, self.views, self.seed = dataset, views, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        image, _ = self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            return self.views(image)
+
+
+def training_images(config: Config) -> Dataset:
+    """The training split of ``data.dataset``, or a seeded subset of ``data.limit`` images."""
+    from seedzoo.evaluation.datasets import get_dataset
+
+    dataset = get_dataset(config.data.dataset, "train", root=config.data.root)
+    limit = config.data.limit
+    if limit is not None and limit < len(dataset):
+        rng = np.random.default_rng(config.train.seed)
+        dataset = Subset(dataset, np.sort(rng.choice(len(dataset), limit, replace=False)).tolist())
+    return dataset
+
+
+def check_method_options(config: Config) -> None:
+    """Fail clearly when the method section names options its builder does not take."""
+    import seedzoo.training.methods  # noqa: F401  (registers the methods)
+    from seedzoo.training.methods.base import _METHODS, list_methods
+
+    builder = _METHODS.get(config.method_name)
+    if builder is None:
+        raise SeedzooError(f"Unknown method {config.method_name!r}; known: "
+                           f"{', '.join(list_methods())}.")
+    accepted = inspect.signature(builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = sorted(set(config.method_options) - set(accepted))
+    if unknown:
+        raise SeedzooError(f"Unknown key method.{unknown[0]} for method {config.method_name!r}. "
+                           f"Valid keys of method: name, {', '.join(accepted)}.")
+
+
+def build_method_from(config: Config):
+    """The recipe's method (``build_method(name, **options)``), options checked first."""
+    from seedzoo.training.methods.base import build_method
+
+    check_method_options(config)
+    return build_method(config.method_name, **config.method_options)
+
+
+def _select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SeedzooError("train.device is cuda but no CUDA GPU is visible; use "
+                           "--set train.device=cpu (or auto).")
+    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    return distributed.init_from_env(use_cuda=use_cuda)
+
+
+def versions() -> dict:
+    import timm
+    import torchvision
+
+    from seedzoo import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm.__version__,
+            "seedzoo": __version__}
+
+
+class MetricsLog:
+    """Rows of metrics appended to ``metrics.jsonl`` (and TensorBoard when installed)."""
+
+    def __init__(self, run_dir: Path, resume_step: int):
+        self.path = run_dir / METRICS_NAME
+        if self.path.exists():  # drop rows a killed run logged after its last checkpoint
+            rows = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(row + "\n" for row in rows))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+        except ImportError:
+            self.tensorboard = None
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, row["step"])
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+class Trainer:
+    """One training run in ``run_dir`` (see the module docstring)."""
+
+    def __init__(self, config: Config, run_dir: str | Path, device: torch.device):
+        self.config, self.run_dir, self.device = config, Path(run_dir), device
+        data, opt = config.data, config.train
+        world = distributed.world_size()
+        if data.batch_size % world:
+            raise SeedzooError(f"data.batch_size {data.batch_size} (the global batch) is not "
+                               f"divisible by the {world} processes.")
+        if opt.precision == "fp16" and device.type != "cuda":
+            raise SeedzooError("train.precision fp16 needs a CUDA GPU; use bf16 on CPU.")
+        self.batch_size = data.batch_size // world
+
+        torch.manual_seed(opt.seed)  # the same initial weights in every process
+        self.method = build_method_from(config)
+        if opt.sync_bn and world > 1:
+            self.method = distributed.convert_sync_batchnorm(self.method)
+        self.method.to(device)
+        torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
+
+        from seedzoo.training.views import build_views
+        views = build_views(data.views or self.method.views, image_size=data.image_size,
+                            mean=data.mean, std=data.std, **data.view_options)
+        self.dataset = SeededViews(training_images(config), views, opt.seed)
+        self.sampler = distributed.ResumableDistributedSampler(
+            self.dataset, batch_size=self.batch_size, seed=opt.seed)
+        self.loader = DataLoader(
+            self.dataset, batch_size=self.batch_size, sampler=self.sampler,
+            num_workers=data.workers, drop_last=data.drop_last, pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(opt.seed))  # leaves the global RNG alone
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise SeedzooError(f"{len(self.dataset)} training images make no full batch of "
+                               f"{data.batch_size}; lower data.batch_size or set "
+                               "data.drop_last=false.")
+        self.total_steps = opt.epochs * self.steps_per_epoch
+
+        self.lr = config.peak_lr()
+        self.optimizer = build_optimizer(opt.optimizer, self.method, lr=self.lr,
+                                         weight_decay=opt.weight_decay, momentum=opt.momentum,
+                                         betas=opt.betas)
+        self.scheduler = WarmupCosineSchedule(
+            self.optimizer, total_steps=self.total_steps,
+            warmup_steps=round(opt.warmup_epochs * self.steps_per_epoch),
+            final_ratio=opt.min_lr / self.lr if self.lr else 0.0)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=opt.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.precision)
+
+        self.epoch = self.step_in_epoch = self.global_step = 0
+        self.elapsed_s = 0.0                   # training time over all sessions of the run
+        self.epoch_loss = [0.0, 0]             # sum and count of this epoch's losses
+        self.final_loss: float | None = None   # mean loss of the last finished epoch
+        self.last_checkpoint_step: int | None = None
+        self.model = self.method               # wrapped in DDP by fit()
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def save(self) -> None:
+        """Write the checkpoint (collective: every process contributes its RNG state)."""
+        bad = [name for name, p in self.method.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            self._stop_non_finite(f"parameter {bad[0]} is not finite after it",
+                                  self.global_step)
+        rng = gather_rng_states(self.device)
+        if distributed.is_main_process():
+            save_checkpoint({
+                "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng,
+                "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                             "global_step": self.global_step, "elapsed_s": self.elapsed_s,
+                             "epoch_loss": list(self.epoch_loss),
+                             "final_loss": self.final_loss},
+                "config": self.config.to_dict(),
+            }, self.checkpoint_path)
+        self.last_checkpoint_step = self.global_step
+
+    def restore(self, state: dict) -> None:
+        try:
+            self.method.load_state_dict(state["method"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(f"{self.checkpoint_path} does not fit this recipe's method "
+                                  f"({error}). Resume with the recipe that started the run.") \
+                from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        progress = state["progress"]
+        self.epoch, self.step_in_epoch = progress["epoch"], progress["step_in_epoch"]
+        self.global_step, self.elapsed_s = progress["global_step"], progress["elapsed_s"]
+        self.epoch_loss, self.final_loss = list(progress["epoch_loss"]), progress["final_loss"]
+        self.last_checkpoint_step = self.global_step
+        restore_rng_states(state["rng"], self.device)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        """Train to the last epoch (or ``train.max_steps``), export the encoder, return the summary."""
+        opt = self.config.train
+        if distributed.is_distributed():
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)  # queues are kept identical by all-gather, BN by sync
+        main = distributed.is_main_process()
+        self.log = MetricsLog(self.run_dir, self.global_step) if main else None
+        try:
+            while self.epoch < opt.epochs:
+                if not self.train_one_epoch():
+                    if main:
+                        print(f"Stopped after step {self.global_step} (train.max_steps); continue "
+                              f"with: seedzoo train --out {self.run_dir} --resume "
+                              "--set train.max_steps=null")
+                    return self.summary(finished=False)
+                self.monitor_knn()
+            summary = self.summary(finished=True)
+            if main:
+                self.export(summary)
+            return summary
+        finally:
+            if self.log is not None:
+                self.log.close()
+
+    def train_one_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when ``train.max_steps`` stopped it."""
+        opt = self.config.train
+        self.dataset.epoch = self.epoch
+        self.sampler.set_epoch(self.epoch, skip_batches=self.step_in_epoch)
+        self.method.train()
+        main = distributed.is_main_process()
+        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
+                   desc=f"epoch {self.epoch + 1}/{opt.epochs}", dynamic_ncols=True,
+                   **({} if main else {"disable": True}))  # TQDM_DISABLE applies otherwise
+        window: dict[str, float] = {}
+        window_steps, window_images, window_start = 0, 0, time.perf_counter()
+        step_start = time.perf_counter()
+        for views in self.loader:
+            views = [v.to(self.device, non_blocking=True) for v in views]
+            metrics = self.train_step(views)
+            self.global_step += 1
+            self.step_in_epoch += 1
+            now = time.perf_counter()
+            self.elapsed_s += now - step_start
+            step_start = now
+            images = views[0].shape[0] * distributed.world_size()
+            self.epoch_loss[0] += metrics["loss"]
+            self.epoch_loss[1] += 1
+            for key, value in metrics.items():
+                window[key] = window.get(key, 0.0) + value
+            window_steps, window_images = window_steps + 1, window_images + images
+            lr = self.optimizer.param_groups[0]["lr"]
+            bar.update()
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{lr:.3g}",
+                            img_s=f"{window_images / (now - window_start):.0f}")
+            if main and (self.global_step % opt.log_every_steps == 0
+                         or self.step_in_epoch == self.steps_per_epoch):
+                self.log.write({"step": self.global_step,
+                                "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
+                                **{k: v / window_steps for k, v in window.items()},
+                                "lr": lr, "img_per_s": window_images / (now - window_start)})
+                window, window_steps, window_images, window_start = {}, 0, 0, now
+            if self.step_in_epoch < self.steps_per_epoch:  # the epoch end saves anyway
+                stop = opt.max_steps is not None and self.global_step >= opt.max_steps
+                if stop or (opt.checkpoint_every_steps
+                            and self.global_step % opt.checkpoint_every_steps == 0):
+                    self.save()
+                if stop:
+                    bar.close()
+                    return False
+        bar.close()
+        self.final_loss = self.epoch_loss[0] / max(1, self.epoch_loss[1])
+        if main:
+            self.log.write({"step": self.global_step, "epoch": self.epoch + 1,
+                            "epoch_loss": self.final_loss})
+        self.epoch, self.step_in_epoch, self.epoch_loss = self.epoch + 1, 0, [0.0, 0]
+        self.save()
+        return opt.max_steps is None or self.global_step < opt.max_steps
+
+    def train_step(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """Forward, loss check, backward and update; returns the metrics averaged over processes."""
+        opt = self.config.train
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else nullcontext())
+        with autocast:
+            outputs = self.model(views)
+        names = sorted(outputs)
+        values = distributed.all_reduce_mean(
+            torch.stack([outputs[name].detach().float() for name in names])).tolist()
+        metrics = dict(zip(names, values))
+        if not math.isfinite(metrics["loss"]):
+            self._stop_non_finite(f"the loss is {metrics['loss']}", self.global_step + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(outputs["loss"]).backward()
+        if opt.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), opt.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return metrics
+
+    def _stop_non_finite(self, what: str, step: int):
+        where = f"step {step} (epoch {self.epoch + 1} of {self.config.train.epochs})"
+        kept = (f"The last good checkpoint, {self.checkpoint_path} (step "
+                f"{self.last_checkpoint_step}), is kept." if self.last_checkpoint_step is not None
+                else "No checkpoint had been written yet.")
+        raise SeedzooError(
+            f"Training stopped at {where}: {what}. {kept} Lower the learning rate (train.lr or "
+            "train.base_lr), set train.grad_clip, or use train.precision=fp32, then continue "
+            "with --resume.")
+
+    # -- monitoring and the end of a run ------------------------------------------------------
+
+    def monitor_knn(self) -> None:
+        """k-NN top-1 of the encoder every ``train.knn_monitor.every_epochs`` epochs."""
+        monitor = self.config.train.knn_monitor
+        if not monitor.every_epochs or self.epoch % monitor.every_epochs:
+            return
+        if distributed.is_main_process():
+            top1 = knn_top1(self.method.encoder, self.config)
+            print(f"epoch {self.epoch}: k-NN top-1 {top1:.2f}%")
+            self.log.write({"step": self.global_step, "epoch": self.epoch, "knn_top1": top1})
+        self.method.train()
+
+    def summary(self, *, finished: bool) -> dict:
+        return {
+            "finished": finished,
+            "method": self.config.method_name,
+            "epochs": self.epoch,
+            "steps": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "final_loss": self.final_loss,
+            "lr": self.lr,
+            "world_size": distributed.world_size(),
+            "device": str(self.device),
+            "wall_time_s": round(self.elapsed_s, 1),
+            "images_per_s": round(self.global_step * self.config.data.batch_size
+                                  / max(self.elapsed_s, 1e-9), 1),
+            "encoder": str(self.run_dir / ENCODER_DIR) if finished else None,
+            "config": self.config.to_dict(),
+            "versions": versions(),
+        }
+
+    def export(self, summary: dict) -> None:
+        """Write the encoder with the training preprocessing, and the summary."""
+        from seedzoo.zoo import save_pretrained
+
+        data = self.config.data
+        encoder = self.method.encoder
+        encoder.pretrained_cfg = {
+            **encoder.pretrained_cfg, "input_size": (3, data.image_size, data.image_size),
+            "mean": tuple(data.mean), "std": tuple(data.std), "crop_pct": 1.0,
+            "interpolation": data.view_options.get("interpolation", "bilinear")}
+        save_pretrained(encoder, self.run_dir / ENCODER_DIR)
+        tmp = self.run_dir / (SUMMARY_NAME + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(self.run_dir / SUMMARY_NAME)
+
+
+def knn_top1(encoder, config: Config) -> float:
+    raise NotImplementedError
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict:
+    """Train ``config`` in ``run_dir`` (continuing its checkpoint when ``resume``); returns the
+    run summary. Under ``torchrun`` every process calls this."""
+    run_dir = Path(run_dir)
+    device = _select_device(config.train.device)
+    try:
+        checkpoint = run_dir / CHECKPOINT_NAME
+        if checkpoint.exists() and not resume:
+            raise SeedzooError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it "
+                               "with --resume or choose another --out.")
+        trainer = Trainer(config, run_dir, device)
+        if resume and checkpoint.exists():
+            trainer.restore(load_checkpoint(checkpoint))
+            if distributed.is_main_process():
+                print(f"Resuming {run_dir} at step {trainer.global_step} (epoch "
+                      f"{trainer.epoch + 1}, batch {trainer.step_in_epoch + 1}).")
+        if distributed.is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / RUN_CONFIG_NAME)
+        return trainer.fit()
+    finally:
+        distributed.shutdown()

@@ -1,0 +1,146 @@
+"""The trainer: exact resume, NaN stop, export, optimisers and schedule (tiny models, seconds)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import timm
+import torch
+
+import seedzoo
+from seedzoo.cli import main as cli_main
+from seedzoo.errors import SeedzooError
+from seedzoo.training.checkpoint import load_checkpoint
+from seedzoo.training.config import config_from_dict
+from seedzoo.training.optim import LARS, WarmupCosineSchedule, param_groups, warmup_cosine
+from seedzoo.training.trainer import train
+from trainer_helpers import toy_recipe
+
+torch.set_num_threads(1)
+
+
+def _run(tmp_path, name, resume=False, **sections):
+    return train(config_from_dict(toy_recipe(**sections)), tmp_path / name, resume=resume)
+
+
+def _method_state(run_dir):
+    return load_checkpoint(run_dir / "checkpoint.pt")["method"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference run: 2 epochs of 6 steps, not interrupted."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    summary = _run(tmp_path, "run")
+    return tmp_path / "run", summary
+
+
+def test_run_writes_summary_metrics_and_checkpoint(uninterrupted):
+    run_dir, summary = uninterrupted
+    assert summary["finished"] and summary["steps"] == 12 and summary["epochs"] == 2
+    assert math.isfinite(summary["final_loss"])
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 12
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
+    assert [r["epoch_loss"] > 0 for r in rows if "epoch_loss" in r] == [True, True]
+    assert {"lr", "img_per_s", "positive_similarity"} <= set(rows[0])
+    progress = load_checkpoint(run_dir / "checkpoint.pt")["progress"]
+    assert (progress["epoch"], progress["step_in_epoch"], progress["global_step"]) == (2, 0, 12)
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, uninterrupted):
+    reference, _ = uninterrupted
+    # Stopped mid-epoch 1 (step 5 of 6) after a checkpoint, then resumed with data workers:
+    # neither the interruption nor the worker count may change the result.
+    stopped = _run(tmp_path, "run", train={"max_steps": 5})
+    assert not stopped["finished"] and not (tmp_path / "run" / "encoder").exists()
+    progress = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["progress"]
+    assert (progress["epoch"], progress["step_in_epoch"]) == (0, 5)
+    resumed = _run(tmp_path, "run", resume=True, data={"workers": 2})
+    assert resumed["finished"] and resumed["steps"] == 12
+    expected, got = _method_state(reference), _method_state(tmp_path / "run")
+    assert expected.keys() == got.keys()
+    for key in expected:  # encoder, head, BN statistics, queue and its pointer
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
+
+
+def test_a_run_folder_is_not_overwritten_without_resume(tmp_path, uninterrupted):
+    reference, _ = uninterrupted
+    with pytest.raises(SeedzooError, match="--resume"):
+        train(config_from_dict(toy_recipe()), reference)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    recipe = tmp_path / "nan.yaml"
+    recipe.write_text(json.dumps(toy_recipe(method={"nan_at_call": 8},
+                                            train={"checkpoint_every_steps": 3})))
+    code = cli_main(["train", "--config", str(recipe), "--out", str(tmp_path / "run")])
+    message = capsys.readouterr().err
+    assert code == 2
+    assert "stopped at step 8" in message and "the loss is nan" in message
+    assert "checkpoint.pt (step 6)" in message
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["progress"]["global_step"] == 6
+    assert all(torch.isfinite(v).all() for v in state["method"].values() if v.is_floating_point())
+
+
+def test_exported_encoder_loads_with_seedzoo_and_timm(uninterrupted):
+    run_dir, _ = uninterrupted
+    folder = run_dir / "encoder"
+    ours = seedzoo.load(str(folder))
+    theirs = timm.create_model(f"local-dir:{folder}", pretrained=True, num_classes=0).eval()
+    cfg = theirs.pretrained_cfg
+    assert tuple(cfg["input_size"]) == (3, 16, 16) and cfg["crop_pct"] == 1.0
+    assert tuple(cfg["mean"]) == (0.5, 0.5, 0.5) and cfg["interpolation"] == "bilinear"
+    trained = {k.removeprefix("encoder."): v for k, v in _method_state(run_dir).items()
+               if k.startswith("encoder.")}
+    for key, value in theirs.state_dict().items():
+        torch.testing.assert_close(value, trained[key], rtol=0, atol=0, msg=key)
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_unknown_method_option_is_a_clear_error(tmp_path):
+    with pytest.raises(SeedzooError, match=r"method\.queue_sise.*queue_size"):
+        _run(tmp_path, "run", method={"queue_sise": 8})
+
+
+def test_weight_decay_and_lars_exclude_norms_and_biases():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    decay, no_decay = param_groups(model, 0.1)
+    assert [p.shape for p in decay["params"]] == [(3, 4)]
+    assert no_decay["weight_decay"] == 0 and no_decay["lars_exclude"]
+    assert len(no_decay["params"]) == 3  # linear bias, BN weight and bias
+
+    weight, bias = torch.nn.Parameter(torch.full((2, 2), 2.0)), torch.nn.Parameter(torch.ones(2))
+    weight.grad, bias.grad = torch.full((2, 2), 0.5), torch.full((2,), 0.5)
+    optimizer = LARS([{"params": [weight], "weight_decay": 0.1},
+                      {"params": [bias], "weight_decay": 0.0, "lars_exclude": True}],
+                     lr=0.1, momentum=0.9, trust_coefficient=0.01)
+    optimizer.step()
+    update = 0.5 + 0.1 * 2.0                       # gradient + weight decay, per entry
+    trust = 0.01 * 4.0 / (update * 2)              # eta * |w| / |update| (2x2 entries)
+    torch.testing.assert_close(weight.detach(), torch.full((2, 2), 2.0 - 0.1 * trust * update))
+    torch.testing.assert_close(bias.detach(), torch.full((2,), 1.0 - 0.1 * 0.5))  # plain SGD
+
+
+def test_warmup_then_cosine_schedule():
+    factors = [warmup_cosine(s, total_steps=10, warmup_steps=3, final_ratio=0.1)
+               for s in range(10)]
+    assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 7)) for i in range(7)]
+    assert factors[3:] == pytest.approx(cosine)
+    assert all(a >= b for a, b in zip(factors[2:], factors[3:]))
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.6)
+    schedule = WarmupCosineSchedule(optimizer, total_steps=10, warmup_steps=3, final_ratio=0.1)
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx([0.6 * f for f in factors])

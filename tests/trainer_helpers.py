@@ -1,0 +1,57 @@
+"""A tiny method and recipe for the trainer's tests (the trainer knows nothing of real methods)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seedzoo.training.methods.base import Method, register_method
+from seedzoo.training.queue import EmbeddingQueue
+from seedzoo.zoo.pretrained import create_encoder
+
+
+@register_method("toy_contrastive")
+class ToyContrastive(Method):
+    """InfoNCE between two views with a FIFO queue of negatives: a queue, BatchNorm and
+    augmentations, i.e. everything a resume must restore, in a model that trains in seconds.
+
+    ``nan_at_call`` makes the loss NaN at that forward call (counted in a buffer) for tests.
+    """
+
+    views = "moco_v2"
+
+    def __init__(self, arch: str = "test_resnet", dim: int = 16, queue_size: int = 64,
+                 nan_at_call: int | None = None):
+        super().__init__()
+        self.encoder = create_encoder(arch)
+        self.head = nn.Linear(self.encoder.num_features, dim)
+        self.queue = EmbeddingQueue(queue_size, dim)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.nan_at_call = nan_at_call
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        query = F.normalize(self.head(self.encoder(views[0])), dim=1)
+        key = F.normalize(self.head(self.encoder(views[1])), dim=1)
+        logits = torch.cat([(query * key).sum(1, keepdim=True), query @ self.queue.embeddings.clone().T],
+                           dim=1) / 0.2
+        loss = F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long))
+        self.queue.enqueue(key.detach())
+        if self.nan_at_call is not None and int(self.calls) == self.nan_at_call:
+            loss = loss * float("nan")
+        return {"loss": loss, "positive_similarity": (query * key).sum(1).mean().detach()}
+
+
+def toy_recipe(**sections) -> dict:
+    """A recipe of a few seconds: 96 digits at 16 px, batch 16 (6 steps per epoch), 2 epochs."""
+    recipe = {
+        "method": {"name": "toy_contrastive"},
+        "data": {"dataset": "digits", "image_size": 16, "batch_size": 16, "limit": 96,
+                 "workers": 0},
+        "train": {"epochs": 2, "optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1,
+                  "checkpoint_every_steps": 2, "log_every_steps": 2},
+    }
+    for section, values in sections.items():
+        recipe.setdefault(section, {}).update(values)
+    return recipe
