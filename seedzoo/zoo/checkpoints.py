@@ -107,24 +107,31 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
         else:
             report.skipped[key] = "not a tensor"
 
-    def matches(prefix: str) -> int:
-        return sum(_strip(k, prefix) in own for k in keys if k.startswith(prefix))
+    def fits(name: str, original: str) -> bool:
+        return name in own and own[name].shape == tensors[original].shape
+
+    def matches(prefix: str) -> int:  # weights and statistics, not batch counters
+        return sum(fits(k[len(prefix):], o) for k, o in keys.items()
+                   if k.startswith(prefix) and not k.endswith(OPTIONAL_SUFFIXES))
 
     prefix = max(SUBMODEL_PREFIXES, key=matches)  # first listed wins ties
-    if matches(prefix) > sum(k in own for k in keys):
+    if matches(prefix) > matches(""):
         report.format = container_format or SUBMODEL_PREFIXES[prefix]
     else:
         prefix = ""
 
-    state, unexpected = {}, []
+    state, unexpected, mismatched = {}, [], []
     for key, original in keys.items():
         if not key.startswith(prefix):
             report.skipped[original] = f"outside the {prefix[:-1]!r} sub-model"
             continue
         name = key[len(prefix):]
-        if name in own:
+        if fits(name, original):
             state[name] = tensors[original]
             report.loaded.append(original)
+        elif name in own:
+            mismatched.append(f"{original} {tuple(tensors[original].shape)} vs "
+                              f"{tuple(own[name].shape)}")
         elif name in TRAINING_STATE_KEYS:
             report.skipped[original] = TRAINING_STATE_KEYS[name]
         elif (head := next((h for h in HEAD_PREFIXES if name.startswith(h)), None)):
@@ -142,14 +149,15 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
                 missing.append(name)
 
     arch = model.pretrained_cfg.get("architecture", type(model).__name__)
-    if not report.loaded:
+    if not any(not key.endswith(OPTIONAL_SUFFIXES) for key in report.loaded):
         raise CheckpointError(
             f"No tensor of {source} belongs to a {arch!r} backbone: its keys look like "
             f"{', '.join(list(tensors)[:4])} while the model expects {', '.join(list(own)[:4])}. "
             "Check the architecture (--arch) and that the file is a backbone checkpoint.")
-    if missing or unexpected:
+    if missing or unexpected or mismatched:
         parts = [f"{name} ({len(found)}): {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}"
-                 for name, found in (("missing", missing), ("unexpected", unexpected)) if found]
+                 for name, found in (("missing", missing), ("unexpected", unexpected),
+                                     ("shape mismatch", mismatched)) if found]
         raise CheckpointError(
             f"{source} ({report.format}) does not fit a {arch!r} backbone: " + "; ".join(parts)
             + ". Check the architecture (--arch); a partial load would leave weights random.")

@@ -1,0 +1,187 @@
+"""Teacher backbones from each published checkpoint layout, built here in that layout."""
+
+import argparse
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.training import load_backbone
+from seedzoo.zoo.pretrained import create_encoder, save_pretrained
+
+ARCH = "test_resnet"
+
+
+def random_state(arch=ARCH, seed=0, **model_args):
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in create_encoder(arch, **model_args).state_dict().items()}
+
+
+def prefixed(prefix, state):
+    return {prefix + k: v for k, v in state.items()}
+
+
+def mlp_head(prefix, width=96):
+    return {f"{prefix}0.weight": torch.randn(width, width), f"{prefix}0.bias": torch.randn(width),
+            f"{prefix}2.weight": torch.randn(16, width), f"{prefix}2.bias": torch.randn(16)}
+
+
+def assert_same_weights(model, state):
+    own = model.state_dict()
+    assert set(own) == set(state)
+    assert all(torch.equal(own[k], state[k]) for k in own)
+
+
+BACKBONE = random_state(seed=1)
+OTHER = random_state(seed=2)
+
+
+def moco_checkpoint():
+    state = {**prefixed("module.encoder_q.", BACKBONE), **mlp_head("module.encoder_q.fc."),
+             **prefixed("module.encoder_k.", OTHER), **mlp_head("module.encoder_k.fc."),
+             "module.queue": torch.randn(16, 50), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+    return {"epoch": 200, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}}}
+
+
+def simclr_checkpoint():  # tonylins/simclr-converter: a torchvision ResNet with its fc
+    return {"state_dict": {**BACKBONE, "fc.weight": torch.randn(1000, 96),
+                           "fc.bias": torch.randn(1000)}}
+
+
+def swav_checkpoint():
+    return {**prefixed("module.", BACKBONE), **mlp_head("module.projection_head."),
+            "module.prototypes.weight": torch.randn(300, 16)}
+
+
+def dino_checkpoint():
+    return {"teacher": {**prefixed("backbone.", BACKBONE), **mlp_head("head.mlp.")},
+            "student": {**prefixed("module.backbone.", OTHER), **mlp_head("module.head.mlp.")},
+            "epoch": 100, "args": argparse.Namespace(arch="resnet50", out_dim=65536)}
+
+
+def seed_checkpoint():  # a SEED run: student (our arch) + frozen teacher (another arch) + queue
+    state = {**prefixed("module.student.", BACKBONE), **mlp_head("module.student.fc."),
+             **prefixed("module.teacher.", random_state("test_efficientnet")),
+             "module.queue": torch.randn(16, 50), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+    return {"epoch": 200, "arch": ARCH, "state_dict": state, "optimizer": {"state": {}}}
+
+
+def torchvision_checkpoint():
+    return {**BACKBONE, "fc.weight": torch.randn(1000, 96), "fc.bias": torch.randn(1000)}
+
+
+FORMATS = {"moco": (moco_checkpoint, "encoder_k"), "simclr": (simclr_checkpoint, "fc.weight"),
+           "swav": (swav_checkpoint, "module.prototypes.weight"),
+           "dino": (dino_checkpoint, "head.mlp.0.weight"),
+           "seed": (seed_checkpoint, "module.teacher.conv_stem.weight"),
+           "torchvision": (torchvision_checkpoint, "fc.bias")}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_each_published_layout_loads_the_backbone_and_reports_what_it_skipped(name, tmp_path):
+    make, skipped_example = FORMATS[name]
+    path = tmp_path / f"{name}.pth.tar"
+    torch.save(make(), path)
+    model, report = load_backbone(str(path), arch=ARCH)
+    assert_same_weights(model, BACKBONE)
+    assert not model.training and model.num_classes == 0
+    assert len(report.loaded) == len(BACKBONE)
+    assert any(skipped_example in key for key in report.skipped), report.skipped
+    assert report.source in report.summary()
+
+
+def test_report_names_the_format_and_the_reason_of_each_skip(tmp_path):
+    path = tmp_path / "moco.pth"
+    torch.save(moco_checkpoint(), path)
+    _, report = load_backbone(str(path), arch=ARCH)
+    assert report.format == "moco"
+    assert report.skipped["module.encoder_q.fc.0.weight"] == "classifier/projection head"
+    assert "encoder_q" in report.skipped["module.encoder_k.conv1.0.weight"]
+    assert "encoder_q" in report.skipped["module.queue"]
+    assert "skipped" in report.summary()
+
+
+def test_safetensors_file_and_model_folder(tmp_path):
+    save_file(BACKBONE, str(tmp_path / "weights.safetensors"))
+    model, _ = load_backbone(str(tmp_path / "weights.safetensors"), arch=ARCH)
+    assert_same_weights(model, BACKBONE)
+    trained = create_encoder(ARCH)
+    trained.load_state_dict(BACKBONE)
+    folder = save_pretrained(trained, tmp_path / "teacher")
+    model, report = load_backbone(str(folder))
+    assert_same_weights(model, BACKBONE)
+    assert len(report.loaded) == len(BACKBONE)
+
+
+def test_prefixes_are_removed_as_prefixes_not_character_sets(tmp_path):
+    # str.lstrip("backbone.") would also eat the "b" and "n" of "bn1.weight".
+    state = random_state("resnet18")
+    assert "bn1.weight" in state
+    path = tmp_path / "dino_resnet.pth"
+    torch.save({**prefixed("backbone.", state), **mlp_head("head.mlp.", 512)}, path)
+    model, report = load_backbone(str(path), arch="resnet18")
+    assert_same_weights(model, state)
+    assert report.format == "dino"
+
+
+def test_a_wrong_architecture_fails_clearly(tmp_path):
+    path = tmp_path / "moco.pth"
+    torch.save(moco_checkpoint(), path)
+    with pytest.raises(CheckpointError, match="No tensor .* 'test_efficientnet'"):
+        load_backbone(str(path), arch="test_efficientnet")
+
+
+def test_a_partial_match_never_leaves_weights_random_silently(tmp_path):
+    partial = {k: v for k, v in BACKBONE.items() if not k.startswith("layer4.")}
+    path = tmp_path / "partial.pth"
+    torch.save({"state_dict": prefixed("module.encoder_q.", partial)}, path)
+    with pytest.raises(CheckpointError, match=r"missing \(\d+\): layer4\."):
+        load_backbone(str(path), arch=ARCH)
+
+
+def test_unknown_extra_tensors_are_errors(tmp_path):
+    path = tmp_path / "extra.pth"
+    torch.save({**BACKBONE, "adapter.weight": torch.randn(3)}, path)
+    with pytest.raises(CheckpointError, match=r"unexpected \(1\): adapter.weight"):
+        load_backbone(str(path), arch=ARCH)
+
+
+def test_missing_batch_counters_are_tolerated(tmp_path):
+    state = {k: v for k, v in BACKBONE.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "old.pth"
+    torch.save(state, path)
+    model, _ = load_backbone(str(path), arch=ARCH)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+PICKLE_RAN = []
+
+
+class _Payload:
+    def __reduce__(self):
+        return PICKLE_RAN.append, ("code ran",)
+
+
+def test_files_needing_arbitrary_pickle_are_refused_without_running_them(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": BACKBONE, "payload": _Payload()}, path)
+    PICKLE_RAN.clear()
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_backbone(str(path), arch=ARCH)
+    assert PICKLE_RAN == []
+
+
+def test_not_a_state_dict_and_missing_arch_are_clear_errors(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.ones(1)], path)
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        load_backbone(str(path), arch=ARCH)
+    with pytest.raises(ModelNotFoundError, match="architecture"):
+        load_backbone(str(path))
+
+
+def test_a_timm_name_gives_a_random_teacher_with_a_warning():
+    with pytest.warns(UserWarning, match="random weights"):
+        model, report = load_backbone(f"timm:{ARCH}")
+    assert report.format == "random initialisation" and not model.training
