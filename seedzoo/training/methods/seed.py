@@ -11,10 +11,7 @@ enter the queue (gathered from every process).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
@@ -57,7 +54,8 @@ class SEED(Method):
       the global view, views[1:] small patches (view recipe ``seed_small_patch``), scored against
       a second queue that receives the first small patch of each image; the loss adds both terms.
 
-    Views must be normalised with the teacher's mean/std, as the teacher sees them unchanged.
+    The teacher sees the views unchanged: normalise them with its mean/std
+    (``method.teacher.pretrained_cfg``).
     """
 
     def __init__(self, *, student: dict | str, teacher: dict | str, queue_size: int = 65536,
@@ -71,7 +69,6 @@ class SEED(Method):
         self.encoder = build_encoder(student)
         self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
         self.teacher.requires_grad_(False)
-        _warn_if_preprocessing_differs(self.encoder, self.teacher)
         dim = feature_dim(self.teacher)
         self.head = mlp_head(feature_dim(self.encoder), dim, hidden_dim)
         self.queue = EmbeddingQueue(queue_size, dim)
@@ -113,13 +110,3 @@ class SEED(Method):
                        "loss_small_patch": small_loss}
         self.queue.enqueue(teacher)
         return metrics
-
-
-def _warn_if_preprocessing_differs(student: nn.Module, teacher: nn.Module) -> None:
-    keys = ("mean", "std")
-    ours = [tuple(student.pretrained_cfg.get(k, ())) for k in keys]
-    theirs = [tuple(teacher.pretrained_cfg.get(k, ())) for k in keys]
-    if ours != theirs:
-        warnings.warn(f"Student and teacher normalise inputs differently (student mean/std "
-                      f"{ours}, teacher {theirs}); views are built for one of them only.",
-                      stacklevel=3)
