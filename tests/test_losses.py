@@ -78,3 +78,17 @@ def test_nt_xent_with_gathered_candidates_equals_the_local_loss_in_one_process()
     local = nt_xent(first, second, temperature=0.3)
     gathered = nt_xent(first, second, temperature=0.3, negatives=(first, second))
     assert torch.allclose(local, gathered)
+
+
+@pytest.mark.parametrize("loss", [
+    lambda s, t, q: seed_loss(s, t, q, student_temperature=0.2, teacher_temperature=1e-4),
+    lambda s, t, q: info_nce(s, t, q, temperature=0.2),
+    lambda s, t, q: nt_xent(s, t, temperature=0.2)])
+def test_losses_are_computed_in_float32_under_autocast(loss):
+    torch.manual_seed(0)
+    student, teacher = torch.nn.functional.normalize(torch.randn(2, 16, 32), dim=2)
+    queue = torch.nn.functional.normalize(torch.randn(64, 32), dim=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low_precision = loss(student, teacher, queue)
+    assert low_precision.dtype == torch.float32
+    assert low_precision.item() == pytest.approx(loss(student, teacher, queue).item(), rel=1e-6)

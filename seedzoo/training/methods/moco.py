@@ -26,10 +26,11 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, *,
 
     ``loss = mean_i CE([q_i.k_i, q_i Q^T] / tau, target 0)``.
     """
-    queries, keys, queue = queries.float(), keys.float(), queue.float()
-    logits = torch.cat([(queries * keys).sum(1, keepdim=True), queries @ queue.T], 1) / temperature
-    targets = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
-    return F.cross_entropy(logits, targets)
+    with torch.autocast(queries.device.type, enabled=False):
+        queries, keys, queue = queries.float(), keys.float(), queue.float()
+        logits = torch.cat([(queries * keys).sum(1, keepdim=True), queries @ queue.T], 1)
+        targets = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
+        return F.cross_entropy(logits / temperature, targets)
 
 
 @register_method("moco")

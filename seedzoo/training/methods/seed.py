@@ -29,12 +29,14 @@ def seed_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor,
     Both are scored against ``[teacher_i; queue]``: ``p_T = softmax([t_i.t_i, t_i Q^T] / tau_t)``,
     ``loss = -mean_i sum_j p_T[i, j] log softmax([s_i.t_i, s_i Q^T] / tau_s)[j]``.
     """
-    student, teacher, queue = student.float(), teacher.float(), queue.float()
-    student_logits = torch.cat([(student * teacher).sum(1, keepdim=True), student @ queue.T], 1)
-    teacher_logits = torch.cat([(teacher * teacher).sum(1, keepdim=True), teacher @ queue.T], 1)
-    targets = F.softmax(teacher_logits / teacher_temperature, dim=1)
-    log_probs = F.log_softmax(student_logits / student_temperature, dim=1)
-    return -(targets * log_probs).sum(1).mean()
+    # Autocast off: tau_t 1e-4 magnifies any rounding of the teacher scores.
+    with torch.autocast(student.device.type, enabled=False):
+        student, teacher, queue = student.float(), teacher.float(), queue.float()
+        student_logits = torch.cat([(student * teacher).sum(1, keepdim=True), student @ queue.T], 1)
+        teacher_logits = torch.cat([(teacher * teacher).sum(1, keepdim=True), teacher @ queue.T], 1)
+        targets = F.softmax(teacher_logits / teacher_temperature, dim=1)
+        log_probs = F.log_softmax(student_logits / student_temperature, dim=1)
+        return -(targets * log_probs).sum(1).mean()
 
 
 @register_method("seed")

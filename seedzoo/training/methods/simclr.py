@@ -21,21 +21,22 @@ def nt_xent(first: torch.Tensor, second: torch.Tensor, *, temperature: float,
     ``negatives`` optionally replaces the candidate set by both views gathered from all processes
     (local rows must sit at ``local_offset`` of each, see :class:`SimCLR`).
     """
-    local = torch.cat([first, second]).float()
-    n = len(first)
-    if negatives is None:
-        candidates, offset, total = local, 0, n
-    else:
-        all_first, all_second = negatives
-        candidates, total = torch.cat([all_first, all_second]).float(), len(all_first)
-        offset = _local_offset(n, local.device)
-    logits = local @ candidates.T / temperature
-    own = torch.arange(n, device=local.device) + offset
-    rows = torch.arange(2 * n, device=local.device)
-    self_index = torch.cat([own, own + total])
-    logits[rows, self_index] = float("-inf")
-    positives = torch.cat([own + total, own])
-    return F.cross_entropy(logits, positives)
+    with torch.autocast(first.device.type, enabled=False):
+        local = torch.cat([first, second]).float()
+        n = len(first)
+        if negatives is None:
+            candidates, offset, total = local, 0, n
+        else:
+            all_first, all_second = negatives
+            candidates, total = torch.cat([all_first, all_second]).float(), len(all_first)
+            offset = _local_offset(n, local.device)
+        logits = local @ candidates.T / temperature
+        own = torch.arange(n, device=local.device) + offset
+        rows = torch.arange(2 * n, device=local.device)
+        self_index = torch.cat([own, own + total])
+        logits[rows, self_index] = float("-inf")
+        positives = torch.cat([own + total, own])
+        return F.cross_entropy(logits, positives)
 
 
 @register_method("simclr")
