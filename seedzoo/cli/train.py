@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -27,7 +28,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from seedzoo.errors import SeedzooError
-    from seedzoo.training import distributed
     from seedzoo.training.config import run_config
     from seedzoo.training.trainer import train
 
@@ -35,10 +35,11 @@ def run(args) -> int:
         raise SeedzooError("Give --config FILE, or --out DIR --resume to continue a run.")
     run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     config, changes = run_config(args.config, args.overrides, run_dir, resume=args.resume)
-    if changes and distributed.is_main_process():
+    main_process = os.environ.get("RANK", "0") == "0"  # torchrun starts one CLI per process
+    if changes and main_process:
         print("Resuming with changed settings: " + "; ".join(changes))
     summary = train(config, run_dir, resume=args.resume)
-    if summary["finished"] and distributed.is_main_process():
+    if summary["finished"] and main_process:
         print(f"Trained {summary['steps']} steps in {summary['wall_time_s']:.0f} s "
               f"(final loss {summary['final_loss']:.4f}); encoder: {summary['encoder']}")
     return 0

@@ -8,9 +8,9 @@ import os
 
 import torch
 import torch.distributed as dist
-from timm.layers import SyncBatchNormAct as TimmSyncBatchNormAct
 from timm.layers import convert_sync_batchnorm as timm_convert_sync_batchnorm
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DistributedSampler
 
 
@@ -105,8 +105,10 @@ class ResumableDistributedSampler(DistributedSampler):
 
 
 # ---------------------------------------------------------------------------------------------
-# Synchronised BatchNorm on every device. torch's SyncBatchNorm synchronises on GPUs only; these
-# subclasses add the same computation on CPU (gloo), with autograd through the all-reduces.
+# Synchronised BatchNorm on every device. On GPUs, torch's SyncBatchNorm (through timm's
+# conversion, which keeps the activation of timm's BatchNormAct layers). torch's synchronises
+# GPU tensors only, so on CPU (gloo) each BatchNorm layer instead becomes a subclass of its own
+# class that computes the batch statistics over all processes, with autograd through the sums.
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -125,11 +127,11 @@ class _AllReduceSum(torch.autograd.Function):
         return grad
 
 
-def _sync_batch_norm_cpu(bn: nn.SyncBatchNorm, x: torch.Tensor) -> torch.Tensor:
-    """Batch norm with mean and variance over the batches of all processes (training mode)."""
+def _sync_batch_norm(bn: _BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Batch norm (training mode) with the mean and variance of all processes' batches."""
     dims = [0, *range(2, x.ndim)]
     shape = [1, -1] + [1] * (x.ndim - 2)
-    count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype)
+    count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
     dist.all_reduce(count)
     mean = _AllReduceSum.apply(x.sum(dims)) / count
     centred = x - mean.reshape(shape)
@@ -146,27 +148,36 @@ def _sync_batch_norm_cpu(bn: nn.SyncBatchNorm, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """``nn.SyncBatchNorm`` that also synchronises CPU tensors (gloo)."""
+class _GlobalBatchStatistics:
+    """Mixin over a BatchNorm class: in training under a process group, normalise with the
+    statistics of all processes (then apply timm's drop/act, if the layer has them)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and is_distributed() and x.device.type == "cpu":
-            self._check_input_dim(x)
-            return _sync_batch_norm_cpu(self, x)
-        return super().forward(x)
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        x = _sync_batch_norm(self, x)
+        if hasattr(self, "drop"):
+            x = self.drop(x)
+        if hasattr(self, "act"):
+            x = self.act(x)
+        return x
 
 
-class SyncBatchNormAct(TimmSyncBatchNormAct, SyncBatchNorm):
-    """timm's norm + activation layer on top of :class:`SyncBatchNorm`."""
+_SYNCED_CLASSES: dict[type, type] = {}
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm (torch's and timm's BatchNormAct) in ``module`` by a synchronised
-    one that works on CPU and GPU; weights and running statistics are kept."""
-    module = timm_convert_sync_batchnorm(module)
+def _synced_class(cls: type) -> type:
+    if cls not in _SYNCED_CLASSES:
+        _SYNCED_CLASSES[cls] = type(f"Sync{cls.__name__}", (_GlobalBatchStatistics, cls), {})
+    return _SYNCED_CLASSES[cls]
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Synchronise every BatchNorm layer of ``module`` (torch's and timm's BatchNormAct) across
+    processes, on ``device``'s kind; weights and running statistics are kept."""
+    if device.type == "cuda":
+        return timm_convert_sync_batchnorm(module)
     for layer in module.modules():
-        if type(layer) is TimmSyncBatchNormAct:
-            layer.__class__ = SyncBatchNormAct
-        elif type(layer) is nn.SyncBatchNorm:
-            layer.__class__ = SyncBatchNorm
+        if isinstance(layer, _BatchNorm) and not isinstance(layer, _GlobalBatchStatistics):
+            layer.__class__ = _synced_class(type(layer))
     return module

@@ -64,9 +64,13 @@ class SeededViews(Dataset):
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
         image, _ = self.dataset[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+        generator = torch.default_generator  # views draw from it; seeding it alone is cheap
+        state = generator.get_state()
+        generator.manual_seed(sample_seed(self.seed, self.epoch, index))
+        try:
             return self.views(image)
+        finally:
+            generator.set_state(state)
 
 
 def training_images(config: Config) -> Dataset:
@@ -171,7 +175,7 @@ class Trainer:
         torch.manual_seed(opt.seed)  # the same initial weights in every process
         self.method = build_method_from(config)
         if opt.sync_bn and world > 1:
-            self.method = distributed.convert_sync_batchnorm(self.method)
+            self.method = distributed.convert_sync_batchnorm(self.method, device)
         self.method.to(device)
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
@@ -298,6 +302,7 @@ class Trainer:
         step_start = time.perf_counter()
         for views in self.loader:
             views = [v.to(self.device, non_blocking=True) for v in views]
+            lr = self.optimizer.param_groups[0]["lr"]  # this step's lr
             metrics = self.train_step(views)
             self.global_step += 1
             self.step_in_epoch += 1
@@ -310,7 +315,6 @@ class Trainer:
             for key, value in metrics.items():
                 window[key] = window.get(key, 0.0) + value
             window_steps, window_images = window_steps + 1, window_images + images
-            lr = self.optimizer.param_groups[0]["lr"]
             bar.update()
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{lr:.3g}",
                             img_s=f"{window_images / (now - window_start):.0f}")
