@@ -1,22 +1,29 @@
 """Resolve a model spec to an encoder: ``seedzoo.load(spec)``.
 
 Specs:
-- ``timm:<arch>`` - the architecture with random weights;
-- a folder in the timm/Hub layout (``config.json`` + ``model.safetensors``);
+- a catalog name (``seedzoo.list_models()``) - from its hub, or the local cache;
+- ``hf-hub:org/name[@revision]`` - a model published on a Hugging Face Hub (safetensors only);
+- a folder in the timm/Hub layout (``config.json`` + ``model.safetensors``), also written
+  ``local-dir:<folder>`` as timm does;
 - a weights file (``.safetensors``, or ``.pt``/``.pth`` read with ``weights_only=True``)
-  together with ``arch=``.
+  together with ``arch=``;
+- ``timm:<arch>`` - the architecture with random weights.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
-from seedzoo.zoo.pretrained import create_encoder, load_pretrained_folder, read_safetensors
+from seedzoo.zoo.catalog import NOT_PUBLIC, ModelEntry, closest_names, find_entry
+from seedzoo.zoo.hub import HUB_FILES, HUB_PREFIX, download, hub_cache_dir, parse_hub_id
+from seedzoo.zoo.pretrained import (CONFIG_NAME, create_encoder, encoder_from_config,
+                                    load_pretrained_folder, read_config, read_safetensors)
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 
@@ -50,23 +57,28 @@ def load_weights_file(path: str | os.PathLike, arch: str) -> nn.Module:
     return model
 
 
-def load(spec: str, *, arch: str | None = None, pretrained: bool = True) -> nn.Module:
+def load(spec: str, *, arch: str | None = None, pretrained: bool = True,
+         revision: str | None = None, endpoint: str | None = None, token: str | None = None,
+         cache_dir: str | os.PathLike | None = None, offline: bool | None = None) -> nn.Module:
     """The encoder named by ``spec``, in eval mode, with ``pretrained_cfg`` attached.
 
-    With ``pretrained=False`` the architecture is built but weights are left random.
+    ``revision`` pins a hub model to a branch, tag or commit sha (same as ``@rev`` in the spec);
+    ``endpoint``, ``token`` and ``cache_dir`` go to the hub client; ``offline=None`` follows
+    ``HF_HUB_OFFLINE``. With ``pretrained=False`` the architecture is built with random weights.
     """
     if spec.startswith("timm:"):
         return create_encoder(spec[len("timm:"):]).eval()
-    path = Path(spec).expanduser()
+    hub = dict(endpoint=endpoint, token=token, cache_dir=cache_dir, offline=offline)
+    if spec.startswith(HUB_PREFIX):
+        repo_id, spec_revision = parse_hub_id(spec)
+        if revision and spec_revision and revision != spec_revision:
+            raise ModelNotFoundError(f"{spec} pins revision {spec_revision!r} but revision="
+                                     f"{revision!r} was also given; keep one.")
+        return load_from_hub(repo_id, revision=revision or spec_revision, pretrained=pretrained,
+                             **hub)
+    path = Path(spec.removeprefix("local-dir:")).expanduser()
     if path.is_dir():
-        if not pretrained:
-            from seedzoo.zoo.pretrained import read_config
-
-            config = read_config(path)
-            return create_encoder(config["architecture"],
-                                  pretrained_cfg_overlay=config.get("pretrained_cfg"),
-                                  **config.get("model_args", {})).eval()
-        return load_pretrained_folder(path)
+        return _load_folder(path, pretrained)
     if path.is_file():
         if arch is None:
             raise ModelNotFoundError(
@@ -75,6 +87,68 @@ def load(spec: str, *, arch: str | None = None, pretrained: bool = True) -> nn.M
         if not pretrained:
             return create_encoder(arch).eval()
         return load_weights_file(path, arch).eval()
-    raise ModelNotFoundError(
-        f"Cannot resolve model {spec!r}: use timm:<arch>, a folder with config.json and "
-        "model.safetensors, or a weights file with --arch.")
+    entry = find_entry(spec)
+    if entry is not None:
+        return load_catalog_entry(entry, revision=revision, pretrained=pretrained, **hub)
+    raise ModelNotFoundError(_unknown_spec_message(spec))
+
+
+def _load_folder(folder: Path, pretrained: bool) -> nn.Module:
+    if pretrained:
+        return load_pretrained_folder(folder)
+    return encoder_from_config(read_config(folder)).eval()
+
+
+def load_from_hub(repo_id: str, *, revision: str | None = None, pretrained: bool = True,
+                  endpoint: str | None = None, token: str | None = None,
+                  cache_dir: str | os.PathLike | None = None,
+                  offline: bool | None = None) -> nn.Module:
+    """The encoder published as ``repo_id`` (config.json + model.safetensors) at ``revision``.
+
+    Its ``pretrained_cfg`` records ``hf_hub_id`` as ``org/name@<commit sha>``: the exact
+    weights, whatever branch was asked for.
+    """
+    files = HUB_FILES if pretrained else (CONFIG_NAME,)
+    snapshot = download(repo_id, revision=revision, endpoint=endpoint, token=token,
+                        cache_dir=cache_dir, offline=offline, files=files)
+    model = _load_folder(snapshot, pretrained)
+    model.pretrained_cfg = {**model.pretrained_cfg, "hf_hub_id": f"{repo_id}@{snapshot.name}",
+                            "source": "hf-hub"}
+    return model
+
+
+def load_catalog_entry(entry: ModelEntry, *, revision: str | None = None,
+                       pretrained: bool = True, endpoint: str | None = None,
+                       token: str | None = None, cache_dir: str | os.PathLike | None = None,
+                       offline: bool | None = None) -> nn.Module:
+    """The catalog model ``entry`` from its hub (or, when not public, the local cache)."""
+    if not entry.public:
+        offline = True if endpoint is None else offline
+    try:
+        return load_from_hub(entry.hub["repo_id"], revision=revision or entry.hub["revision"],
+                             pretrained=pretrained, endpoint=endpoint or entry.hub.get("endpoint"),
+                             token=token, cache_dir=cache_dir, offline=offline)
+    except ModelNotFoundError as error:
+        rebuild = (f"build it yourself with: {entry.command}" if entry.command
+                   else f"rebuild it with the recipe {entry.recipe}")
+        if entry.public:
+            raise ModelNotFoundError(f"{error} Or {rebuild}") from None
+        raise ModelNotFoundError(
+            f"{entry.name} is {NOT_PUBLIC} and is not in the local Hugging Face cache "
+            f"({hub_cache_dir(cache_dir)}); {rebuild}") from None
+
+
+def _unknown_spec_message(spec: str) -> str:
+    import timm
+
+    hints = []
+    close = closest_names(spec)
+    if close:
+        hints.append(f"Closest catalog names: {', '.join(close)}.")
+    if timm.is_model(spec):
+        hints.append(f"For timm's architecture with random weights use timm:{spec}.")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", spec):
+        hints.append(f"For a hub model use hf-hub:{spec}.")
+    return (f"Unknown model {spec!r}: it is not a catalog name (`seedzoo list`), a hub id "
+            "(hf-hub:org/name[@revision]), an existing folder or weights file, or timm:<arch>."
+            + "".join(f" {h}" for h in hints))

@@ -73,8 +73,15 @@ def _atomic_write_bytes(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
-    """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``."""
+def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | None = None,
+                    repo_id: str | None = None, run=None, evaluations=(), bench=None) -> Path:
+    """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``
+    + ``README.md``, its model card.
+
+    The card is filled from the run summary ``run``, the evaluation JSONs ``evaluations`` and
+    the latency JSON ``bench`` (paths or dicts), and shows how to load ``repo_id``; see
+    :mod:`seedzoo.zoo.card`.
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -84,6 +91,9 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
                                                                    metadata={"format": "pt"}))
     text = json.dumps(encoder_config(model), indent=2, default=list) + "\n"
     _atomic_write_bytes(folder / CONFIG_NAME, lambda p: p.write_text(text))
+    from seedzoo.zoo.card import write_card
+
+    write_card(folder, name=name, repo_id=repo_id, run=run, evaluations=evaluations, bench=bench)
     return folder
 
 
@@ -131,6 +141,14 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
     model.load_state_dict(state, strict=True)
 
 
+def encoder_from_config(config: dict) -> nn.Module:
+    """The encoder a ``config.json`` describes, with random weights."""
+    model = create_encoder(config["architecture"],
+                           pretrained_cfg_overlay=config.get("pretrained_cfg"),
+                           **config.get("model_args", {}))
+    return apply_seedzoo_options(model, config.get("seedzoo"))
+
+
 def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
     """Build the encoder described by ``folder/config.json`` and load ``model.safetensors``."""
     folder = Path(folder)
@@ -139,9 +157,6 @@ def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
     if not weights.is_file():
         raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; only safetensors "
                               "weights are read.")
-    model = create_encoder(config["architecture"],
-                           pretrained_cfg_overlay=config.get("pretrained_cfg"),
-                           **config.get("model_args", {}))
-    apply_seedzoo_options(model, config.get("seedzoo"))
+    model = encoder_from_config(config)
     load_state_into(model, read_safetensors(weights), str(weights))
     return model.eval()

@@ -1,0 +1,62 @@
+"""`seedzoo list` shows the catalog; `seedzoo catalog add` adds an entry from a real run."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    listing = subparsers.add_parser(
+        "list", help="the models seedzoo trained and evaluated (the catalog)",
+        description="Name, architecture, method, teacher, parameters, input size, k-NN and "
+        "linear top-1 per evaluated dataset, ONNX latency and where each model is published.")
+    listing.add_argument("pattern", nargs="?", default="*", help="name filter, e.g. 'seed-*'")
+    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
+    listing.set_defaults(func=run_list)
+
+    catalog = subparsers.add_parser("catalog", help="maintain the catalog")
+    actions = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", help="add or replace an entry from a real run and regenerate its model card",
+        description="Figures are read from the evaluation (and benchmark) JSONs, never typed. "
+        "Without --revision the model is also published to the local cache.")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("folder", metavar="FOLDER", help="encoder folder, or a run folder with one")
+    add.add_argument("--eval", action="append", required=True, dest="evaluations",
+                     metavar="EVAL_JSON", help="evaluation JSON of `seedzoo eval` (repeatable)")
+    add.add_argument("--bench", help="latency JSON of `seedzoo bench`")
+    add.add_argument("--summary", help="run summary JSON (default: found in the run folder)")
+    add.add_argument("--command", help="the command that rebuilds it (default: from the summary, "
+                     "or `seedzoo train` on the recipe saved beside the card)")
+    add.add_argument("--recipe", help="the recipe file it was trained with")
+    add.add_argument("--repo-id", help="hub repo it is published as (default seedzoo/NAME)")
+    add.add_argument("--revision", help="the published commit sha")
+    add.add_argument("--endpoint", help="the hub's URL when it is not huggingface.co")
+    add.add_argument("--public", action="store_true", help="it is published on a public hub")
+    add.add_argument("--catalog", help="catalog file (default: $SEEDZOO_CATALOG or the package's)")
+    add.add_argument("--cards", help="model card folder (default: the repository's model_cards/)")
+    add.set_defaults(func=run_add)
+
+
+def run_list(args) -> int:
+    import json
+
+    from seedzoo.zoo.catalog import format_table, list_models
+
+    entries = list_models(args.pattern)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+    else:
+        print(format_table(entries))
+    return 0
+
+
+def run_add(args) -> int:
+    from seedzoo.zoo.catalog import add_entry, format_table
+
+    entry = add_entry(args.name, args.folder, args.evaluations, bench=args.bench,
+                      run=args.summary, repo_id=args.repo_id, revision=args.revision,
+                      endpoint=args.endpoint, public=args.public, command=args.command,
+                      recipe=args.recipe, catalog=args.catalog,
+                      cards_dir=args.cards)
+    print(format_table([entry]))
+    print(f"model card: {entry.card}")
+    return 0

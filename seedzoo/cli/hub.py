@@ -1,0 +1,106 @@
+"""`seedzoo push` and `seedzoo pull`: publish encoder folders to a Hugging Face Hub, fetch them back."""
+
+from __future__ import annotations
+
+import os
+
+_TO_HELP = ("where to publish: 'hub' (the --endpoint hub, huggingface.co by default), 'cache' "
+            "(the local Hugging Face cache, nothing leaves the machine) or 'auto' (the hub when "
+            "an endpoint and a token are given, by flag or HF_ENDPOINT/HF_TOKEN, else the cache)")
+
+
+def register(subparsers) -> None:
+    push = subparsers.add_parser(
+        "push", help="publish an encoder folder (or run folder) to a hub or the local cache",
+        description="Publish config.json, model.safetensors and README.md of an encoder folder "
+        "as REPO_ID, in the layout timm and seedzoo.load read.")
+    push.add_argument("folder", metavar="FOLDER", help="encoder folder, or a run folder with one")
+    push.add_argument("repo_id", metavar="REPO_ID", help="org/name")
+    push.add_argument("--to", choices=("hub", "cache", "auto"), default="hub", help=_TO_HELP)
+    push.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or huggingface.co)")
+    push.add_argument("--token", help="hub token with write access (default: HF_TOKEN or login)")
+    push.add_argument("--revision", help="branch to publish to (created if needed; default main)")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--message", help="commit message")
+    card = push.add_argument_group("model card (regenerated when any of these is given)")
+    card.add_argument("--summary", help="run summary JSON (default: found in the run folder)")
+    card.add_argument("--eval", action="append", default=[], dest="evaluations",
+                      metavar="EVAL_JSON", help="evaluation JSON of `seedzoo eval` (repeatable)")
+    card.add_argument("--bench", help="latency JSON of `seedzoo bench`")
+    push.add_argument("--check", action="store_true",
+                      help="load it back by its pinned hub id and check the features match")
+    push.set_defaults(func=run_push)
+
+    pull = subparsers.add_parser(
+        "pull", help="download a hub model (or catalog entry) into the cache",
+        description="Download config.json, model.safetensors and README.md of SPEC into the "
+        "Hugging Face cache (HF_HUB_CACHE), so that it also loads offline.")
+    pull.add_argument("spec", metavar="SPEC", help="hf-hub:org/name[@revision] or a catalog name")
+    pull.add_argument("--revision", help="branch, tag or commit sha")
+    pull.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or huggingface.co)")
+    pull.add_argument("--token", help="hub token for private repos")
+    pull.add_argument("--out", help="also copy the files into this folder")
+    pull.add_argument("--force", action="store_true", help="download again even if cached")
+    pull.set_defaults(func=run_pull)
+
+
+def run_push(args) -> int:
+    from seedzoo.zoo.card import write_card
+    from seedzoo.zoo.hub import Publication, check_published, publish, publish_to_cache, push
+
+    if args.summary or args.evaluations or args.bench:
+        path = write_card(args.folder, repo_id=args.repo_id, run=args.summary,
+                          evaluations=args.evaluations, bench=args.bench)
+        print(f"model card written: {path}")
+    endpoint, token = args.endpoint, args.token
+    if args.to == "hub":
+        info = push(args.folder, args.repo_id, endpoint=endpoint, token=token,
+                    revision=args.revision, private=args.private, commit_message=args.message)
+        publication = Publication(args.repo_id, info.oid, "hub", info.commit_url)
+    elif args.to == "cache":
+        publication = publish_to_cache(args.folder, args.repo_id, revision=args.revision or "main")
+    else:
+        endpoint = endpoint or os.environ.get("HF_ENDPOINT")
+        token = token or os.environ.get("HF_TOKEN")
+        if not (endpoint and token):
+            print("no hub endpoint and token given (--endpoint/--token or HF_ENDPOINT/HF_TOKEN): "
+                  "publishing to the local cache")
+        publication = publish(args.folder, args.repo_id, endpoint=endpoint, token=token,
+                              revision=args.revision, private=args.private,
+                              commit_message=args.message)
+    print(f"published {args.repo_id} to the {publication.location}: revision "
+          f"{publication.revision} ({publication.url})")
+    print(f'load it with: seedzoo.load("{publication.spec}")'
+          + ("   (offline: HF_HUB_OFFLINE=1)" if publication.location == "local cache" else ""))
+    if args.check:
+        check_published(publication, args.folder, endpoint=endpoint, token=token)
+        print(f"check: seedzoo.load(\"{publication.spec}\") gives the same features as "
+              f"{args.folder}")
+    return 0
+
+
+def run_pull(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from seedzoo.zoo.catalog import get_entry
+    from seedzoo.zoo.hub import HUB_PREFIX, download, parse_hub_id
+
+    endpoint, revision = args.endpoint, args.revision
+    if args.spec.startswith(HUB_PREFIX):
+        repo_id, spec_revision = parse_hub_id(args.spec)
+        revision = revision or spec_revision
+    else:
+        entry = get_entry(args.spec)
+        repo_id, revision = entry.hub["repo_id"], revision or entry.hub["revision"]
+        endpoint = endpoint or entry.hub.get("endpoint")
+    snapshot = download(repo_id, revision=revision, endpoint=endpoint, token=args.token,
+                        force_download=args.force)
+    print(f"{repo_id} at commit {snapshot.name}: {snapshot}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for file in sorted(snapshot.iterdir()):
+            shutil.copyfile(file, out / file.name)
+        print(f"copied to {out} (loads with seedzoo.load(\"{out}\") or timm's local-dir:{out})")
+    return 0

@@ -1,0 +1,304 @@
+"""Model cards generated from what a run really produced.
+
+:func:`gather_facts` collects what is known about an encoder folder: its ``config.json`` and
+weights (architecture, parameters, input), the run summary written by ``seedzoo train``
+(method, teacher, recipe, command, time), the evaluation JSONs written by ``seedzoo eval``
+(a flat ``metrics`` dict per dataset) and optionally the latency JSON of ``seedzoo bench``.
+:func:`model_card` turns those facts into a Hugging Face ``ModelCard``: YAML front matter with
+``library_name: timm``, tags, datasets and a ``model-index`` the Hub renders, then the text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seedzoo.errors import SeedzooError
+
+RUN_SUMMARY_NAMES = ("summary.json", "run.json")
+# seedzoo dataset names -> their Hugging Face Hub dataset ids, for the card's metadata.
+HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist",
+                "cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
+# The Hub groups model-index results by task and dataset; the metric names say the protocol.
+TASK_NAME = "Image classification from frozen features (k-NN, linear and few-shot probes)"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation JSON: the dataset and split it measured, and its flat metrics."""
+
+    dataset: str
+    split: str
+    metrics: dict[str, float]
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    architecture: str
+    model_args: dict
+    seedzoo_options: dict
+    params: int
+    num_features: int
+    pretrained_cfg: dict
+    method: str | None
+    teacher: str | None
+    train_dataset: str | None
+    recipe: str | None
+    command: str | None
+    run_config: dict
+    wall_time_s: float | None
+    evaluations: list[Evaluation]
+    latency: dict | None
+    repo_id: str | None
+    revision: str | None
+    license: str = "apache-2.0"
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        return tuple(self.pretrained_cfg.get("input_size", (3, 224, 224)))
+
+    @property
+    def timm_loadable(self) -> bool:
+        """Whether plain timm rebuilds this architecture (no seedzoo-only options)."""
+        return not any(self.seedzoo_options.values())
+
+
+def _read_json(source, what: str) -> dict:
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SeedzooError(f"The {what} {path} does not exist.") from None
+    except json.JSONDecodeError as error:
+        raise SeedzooError(f"The {what} {path} is not valid JSON ({error}).") from None
+
+
+def read_evaluation(source) -> Evaluation:
+    """An evaluation JSON of ``seedzoo eval`` (path or dict) as an :class:`Evaluation`."""
+    result = _read_json(source, "evaluation JSON")
+    metrics, config = result.get("metrics"), result.get("config", {})
+    if not isinstance(metrics, dict) or not metrics or "dataset" not in config:
+        raise SeedzooError(f"{source if not isinstance(source, dict) else 'The evaluation'} is not "
+                           "a seedzoo evaluation JSON: it needs a non-empty 'metrics' object and "
+                           "'config.dataset' (write one with `seedzoo eval --out`).")
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    return Evaluation(config["dataset"], config.get("split", "test"), numbers, config)
+
+
+def read_latency(source) -> dict | None:
+    """The ONNX Runtime batch-1 latency of a ``seedzoo bench`` JSON, with its setting."""
+    if source is None:
+        return None
+    bench = _read_json(source, "benchmark JSON")
+    rows = [r for r in bench.get("results", []) if r.get("batch_size") == 1]
+    ort = next((r for r in rows if r.get("backend") == "onnxruntime"
+                and r.get("precision", "fp32") == "fp32"), None)
+    if ort is None:
+        raise SeedzooError("The benchmark JSON has no ONNX Runtime fp32 result at batch size 1 "
+                           "(run `seedzoo bench --batch-sizes 1 ...`).")
+    torch_row = next((r for r in rows if r.get("backend") == "torch"), None)
+    return {"latency_ms": ort["p50_ms"], "torch_ms": torch_row["p50_ms"] if torch_row else None,
+            "batch_size": 1, "threads": bench.get("threads"), "machine": bench.get("machine"),
+            "input_size": ort.get("input_size")}
+
+
+def find_run_summary(run_dir: Path) -> dict | None:
+    """The run summary JSON that ``seedzoo train`` leaves in its run folder, if any."""
+    for name in RUN_SUMMARY_NAMES:
+        if (run_dir / name).is_file():
+            return _read_json(run_dir / name, "run summary")
+    return None
+
+
+def _teacher_name(method: dict) -> str | None:
+    """The teacher as the recipe names it (``source``, with its architecture when known)."""
+    teacher = method.get("teacher")
+    if not isinstance(teacher, dict):
+        return teacher
+    source, arch = teacher.get("source"), teacher.get("arch")
+    if arch is None and source and (Path(source) / "config.json").is_file():
+        arch = json.loads((Path(source) / "config.json").read_text()).get("architecture")
+    return f"{source} ({arch})" if source and arch else source or arch
+
+
+def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, run=None,
+                 evaluations=(), bench=None, repo_id: str | None = None,
+                 revision: str | None = None) -> ModelFacts:
+    """Everything the card and the catalog say about an encoder, read from real files.
+
+    ``run`` is the run summary (path or dict; looked up in the run folder when omitted),
+    ``evaluations`` evaluation JSONs (paths or dicts), ``bench`` a latency JSON.
+    """
+    from seedzoo.zoo.hub import encoder_folder
+    from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
+
+    folder = encoder_folder(folder_or_run)
+    config = read_config(folder)
+    model = load_pretrained_folder(folder)
+    if run is None:
+        run = find_run_summary(Path(folder_or_run)) or find_run_summary(folder.parent) or {}
+    run = _read_json(run, "run summary")
+    run_config = run.get("config", {})
+    method = run_config.get("method", {})
+    return ModelFacts(
+        name=name or (repo_id.split("/")[-1] if repo_id else folder.name),
+        architecture=config["architecture"], model_args=config.get("model_args", {}),
+        seedzoo_options=config.get("seedzoo", {}),
+        params=sum(p.numel() for p in model.parameters()),
+        num_features=int(config.get("num_features", model.num_features)),
+        pretrained_cfg=config.get("pretrained_cfg", {}),
+        method=method.get("name"), teacher=_teacher_name(method),
+        train_dataset=run_config.get("data", {}).get("dataset"),
+        recipe=run.get("recipe"), command=run.get("command"), run_config=run_config,
+        wall_time_s=run.get("wall_time_s"),
+        evaluations=[read_evaluation(e) for e in evaluations], latency=read_latency(bench),
+        repo_id=repo_id, revision=revision)
+
+
+def _eval_results(facts: ModelFacts):
+    from huggingface_hub import EvalResult
+
+    results = []
+    for evaluation in facts.evaluations:
+        for metric, value in evaluation.metrics.items():
+            results.append(EvalResult(
+                task_type="image-classification", task_name=TASK_NAME,
+                dataset_type=HUB_DATASETS.get(evaluation.dataset, evaluation.dataset),
+                dataset_name=evaluation.dataset, dataset_split=evaluation.split,
+                metric_type="accuracy", metric_name=metric, metric_value=value))
+    return results
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _body(facts: ModelFacts) -> str:
+    cfg = facts.pretrained_cfg
+    size = "x".join(str(s) for s in facts.input_size[1:])
+    spec = f"hf-hub:{facts.repo_id}" if facts.repo_id else "local-dir:<this folder>"
+    if facts.teacher:
+        how = f"distilled with {facts.method} from the frozen teacher `{facts.teacher}`"
+    else:
+        how = f"trained with {facts.method}" if facts.method else "saved"
+    parts = [
+        f"# {facts.name}\n",
+        f"A {facts.params / 1e6:.2f}M-parameter `{facts.architecture}` image encoder {how}"
+        + (f" on {facts.train_dataset}" if facts.train_dataset else "")
+        + f" with seedzoo. It maps a {size} image to a "
+        f"{facts.num_features}-d feature vector (no classifier head).\n",
+        "## Use\n",
+        "```python\nimport seedzoo\n\n"
+        f'model = seedzoo.load("{spec}")           # eval mode, pretrained_cfg attached\n'
+        "transform = seedzoo.transform_for(model)   # PIL image -> normalised tensor\n"
+        "features = model(transform(image).unsqueeze(0))\n```\n",
+    ]
+    if facts.timm_loadable:
+        parts.append("With timm alone:\n\n```python\nimport timm\n\n"
+                     f'model = timm.create_model("{spec}", pretrained=True, num_classes=0)\n```\n')
+    else:
+        parts.append(f"This encoder uses seedzoo architecture options ({facts.seedzoo_options}) "
+                     "that timm cannot rebuild: load it with `seedzoo.load`.\n")
+    details = [["architecture", f"`{facts.architecture}`"],
+               ["model arguments", f"`{json.dumps(facts.model_args)}`" if facts.model_args else "-"],
+               ["parameters", f"{facts.params:,}"], ["feature size", facts.num_features],
+               ["input", f"{facts.input_size}, mean {cfg.get('mean')}, std {cfg.get('std')}, "
+                         f"{cfg.get('interpolation', 'bicubic')} resize, crop_pct "
+                         f"{cfg.get('crop_pct')}"],
+               ["method", facts.method or "-"], ["teacher", facts.teacher or "-"],
+               ["training data", facts.train_dataset or "-"]]
+    epochs = facts.run_config.get("train", {}).get("epochs")
+    if epochs is not None:
+        details.append(["epochs", epochs])
+    if facts.wall_time_s is not None:
+        details.append(["training time", f"{facts.wall_time_s / 60:.1f} min"])
+    if facts.revision:
+        details.append(["revision", f"`{facts.revision}`"])
+    parts += ["## Model details\n", _table(details, ["", ""]) + "\n"]
+
+    parts.append("## Results\n")
+    if facts.evaluations:
+        datasets = [e.dataset for e in facts.evaluations]
+        metrics = list(dict.fromkeys(m for e in facts.evaluations for m in e.metrics))
+        rows = [[m, *(f"{e.metrics[m]:.4f}" if m in e.metrics else "-"
+                      for e in facts.evaluations)] for m in metrics]
+        parts.append("Measured with `seedzoo eval` on frozen features (weighted k-NN, linear "
+                     "probe, few-shot linear probe on 1%/10% of the labels); split: "
+                     + ", ".join(f"{e.dataset} {e.split}" for e in facts.evaluations) + ".\n")
+        parts.append(_table(rows, ["metric", *datasets]) + "\n")
+    else:
+        parts.append("Not evaluated yet.\n")
+    if facts.latency:
+        lat = facts.latency
+        torch_ms = f"{lat['torch_ms']:.2f} ms" if lat.get("torch_ms") else "not measured"
+        parts += ["## Latency\n",
+                  f"ONNX Runtime fp32, batch 1, {lat.get('threads') or '?'} threads: "
+                  f"{lat['latency_ms']:.2f} ms (median); torch eager: {torch_ms}; machine: "
+                  f"{lat.get('machine') or 'not recorded'} (`seedzoo bench`).\n"]
+    parts.append("## Reproduce\n")
+    if facts.command:
+        parts.append(f"```bash\n{facts.command}\n```\n")
+    if facts.recipe:
+        parts.append(f"Recipe: `{facts.recipe}`.\n")
+    if facts.run_config:
+        import yaml
+
+        parts.append("The run's resolved recipe (`seedzoo train --config recipe.yaml` with this "
+                     "file trains it again):\n\n```yaml\n"
+                     + yaml.safe_dump(facts.run_config, sort_keys=False) + "```\n")
+    elif not facts.command:
+        parts.append("No run summary was given for this card; the recipe is not recorded.\n")
+    parts += [
+        "## Intended use and limits\n",
+        "- A frozen feature extractor for k-NN retrieval, linear probes and fine-tuning on images "
+        f"like its training data{f' ({facts.train_dataset})' if facts.train_dataset else ''}, "
+        f"at {size} pixels.\n"
+        "- Figures come from the runs listed above; short CPU recipes are far from the paper-scale "
+        "(ImageNet, 200 epochs) numbers and say nothing about other domains.\n"
+        "- Not assessed for bias or robustness; do not use it alone for decisions about people.\n",
+        "## Licence\n",
+        f"Weights: {facts.license}. The training data keeps its own licence.\n",
+    ]
+    return "\n".join(parts)
+
+
+def _tags(facts: ModelFacts) -> list[str]:
+    tags = ["timm", "seedzoo", "image-feature-extraction", facts.architecture]
+    if facts.method:
+        tags += ["self-supervised", facts.method]
+    if facts.teacher:
+        tags.append("distillation")
+    return tags
+
+
+def model_card(facts: ModelFacts):
+    """The Hugging Face ``ModelCard`` for ``facts`` (front matter + text)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    datasets = [d for d in [facts.train_dataset, *(e.dataset for e in facts.evaluations)] if d]
+    data = ModelCardData(
+        library_name="timm", license=facts.license, pipeline_tag="image-feature-extraction",
+        tags=_tags(facts),
+        datasets=list(dict.fromkeys(HUB_DATASETS.get(d, d) for d in datasets)) or None,
+        model_name=facts.name, eval_results=_eval_results(facts) or None)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(facts)}")
+
+
+def write_card(folder_or_run: str | os.PathLike, **inputs) -> Path:
+    """Write ``README.md`` (the model card) into the encoder folder; ``inputs`` as in
+    :func:`gather_facts`. Returns the card's path."""
+    from seedzoo.zoo.hub import CARD_NAME, encoder_folder
+
+    path = encoder_folder(folder_or_run) / CARD_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(str(model_card(gather_facts(folder_or_run, **inputs))))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,211 @@
+"""The catalog: models this project trained and evaluated with its own code.
+
+Entries live in ``seedzoo/zoo/catalog.json`` (or the file named by ``SEEDZOO_CATALOG``). Each
+one is made by :func:`add_entry` from a real run: the encoder folder, the evaluation JSON of
+``seedzoo eval`` (one per dataset) and optionally the ONNX latency JSON of ``seedzoo bench``;
+figures are copied from those files, never typed in. :func:`add_entry` also regenerates the
+entry's card in ``model_cards/<name>/README.md``. From the command line::
+
+    seedzoo catalog add NAME RUN_DIR --eval EVAL.json [--eval ...] [--bench BENCH.json]
+        [--repo-id ORG/NAME --revision SHA [--endpoint URL] --public]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from seedzoo.errors import ModelNotFoundError, SeedzooError
+
+CATALOG_ENV = "SEEDZOO_CATALOG"
+PACKAGE_CATALOG = Path(__file__).with_name("catalog.json")
+REPO_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+NOT_PUBLIC = "not published on a public hub"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One trained and evaluated model.
+
+    ``evaluations`` maps a dataset name to the flat metrics of its evaluation JSON (k-NN, linear,
+    few-shot top-1/top-5); ``onnx`` holds the measured latency and the setting it was measured
+    in; ``hub`` holds ``repo_id``, ``revision`` (a commit sha), ``endpoint`` (None for
+    huggingface.co) and ``public``.
+    """
+
+    name: str
+    architecture: str
+    method: str
+    teacher: str | None
+    params: int
+    input_size: list[int]
+    evaluations: dict[str, dict[str, float]]
+    hub: dict
+    recipe: str | None
+    command: str | None
+    onnx: dict | None = None
+    model_args: dict = field(default_factory=dict)
+    card: str | None = None
+
+    @property
+    def public(self) -> bool:
+        return bool(self.hub.get("public"))
+
+    @property
+    def where(self) -> str:
+        """Where the weights are published, in words."""
+        if not self.public:
+            return NOT_PUBLIC
+        endpoint = self.hub.get("endpoint") or "https://huggingface.co"
+        return f"{endpoint}/{self.hub['repo_id']} @ {self.hub['revision'][:12]}"
+
+    @property
+    def hub_spec(self) -> str:
+        return f"hf-hub:{self.hub['repo_id']}@{self.hub['revision']}"
+
+    def top1(self, dataset: str, protocol: str) -> float | None:
+        """k-NN (``"knn"``, k=20 when present) or linear (``"linear"``) top-1 on ``dataset``."""
+        metrics = self.evaluations.get(dataset, {})
+        if protocol == "linear":
+            return metrics.get("linear_top1")
+        knn = sorted((k for k in metrics if k.startswith("knn_top1@")),
+                     key=lambda k: (k != "knn_top1@20", int(k.split("@")[1])))
+        return metrics[knn[0]] if knn else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def catalog_path() -> Path:
+    """The catalog file in use: ``$SEEDZOO_CATALOG`` or the one shipped with the package."""
+    return Path(os.environ.get(CATALOG_ENV) or PACKAGE_CATALOG)
+
+
+def _read(path: Path) -> list[dict]:
+    try:
+        return json.loads(path.read_text())["models"]
+    except FileNotFoundError:
+        raise SeedzooError(f"The catalog file {path} does not exist (set {CATALOG_ENV} to a "
+                           "catalog JSON or unset it).") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise SeedzooError(f"The catalog file {path} is not a seedzoo catalog ({error}).") \
+            from None
+
+
+def list_models(pattern: str = "*") -> list[ModelEntry]:
+    """The catalog's entries whose name matches ``pattern`` (shell-style, like ``timm.list_models``)."""
+    return [ModelEntry(**entry) for entry in _read(catalog_path())
+            if fnmatch.fnmatch(entry["name"], pattern)]
+
+
+def find_entry(name: str) -> ModelEntry | None:
+    """The catalog entry called ``name``, or None."""
+    return next((entry for entry in list_models() if entry.name == name), None)
+
+
+def closest_names(name: str, n: int = 5) -> list[str]:
+    """Catalog names that look like ``name`` (for 'did you mean' messages)."""
+    return difflib.get_close_matches(name, [e.name for e in list_models()], n=n, cutoff=0.5)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The catalog entry called ``name``; an unknown name suggests the closest ones."""
+    entry = find_entry(name)
+    if entry is None:
+        close = closest_names(name)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ModelNotFoundError(f"The catalog has no model {name!r}.{hint} "
+                                 "`seedzoo list` shows the catalog.")
+    return entry
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
+              bench=None, run=None, repo_id: str | None = None, revision: str | None = None,
+              endpoint: str | None = None, public: bool = False, command: str | None = None,
+              recipe: str | None = None, catalog: str | os.PathLike | None = None,
+              cards_dir: str | os.PathLike | None = None) -> ModelEntry:
+    """Add (or replace) the entry ``name`` from a real run, and write its card.
+
+    ``folder_or_run`` is the encoder folder or the run folder holding it; ``evaluations`` are
+    evaluation JSONs (paths or dicts) of that encoder, one per dataset; ``bench`` the ONNX
+    latency JSON; ``run`` the run summary (found in the run folder when omitted). ``repo_id``
+    and ``revision`` say where it is published (``public`` when on a public hub). ``command``
+    and ``recipe`` (default: from the run summary) rebuild it. The card is written to
+    ``cards_dir/name/README.md`` (default: the repository's ``model_cards/``), with the run's
+    resolved recipe beside it as ``recipe.yaml``.
+    """
+    from seedzoo.zoo.card import gather_facts, model_card
+    from seedzoo.zoo.hub import publish_to_cache
+
+    if not evaluations:
+        raise SeedzooError(f"A catalog entry needs real figures: give the evaluation JSON of "
+                           f"{name} (seedzoo eval --out ...).")
+    if public and not (repo_id and revision):
+        raise SeedzooError("A public entry needs --repo-id and --revision (the commit sha).")
+    repo_id = repo_id or f"seedzoo/{name}"
+    if revision is None:  # not published yet: the revision it has in the local cache
+        revision = publish_to_cache(folder_or_run, repo_id).revision
+    facts = gather_facts(folder_or_run, name=name, run=run, evaluations=evaluations, bench=bench,
+                         repo_id=repo_id, revision=revision)
+    card_dir = (Path(cards_dir) if cards_dir else REPO_CARDS_DIR) / name
+    if facts.run_config:
+        import yaml
+
+        recipe_path = card_dir / "recipe.yaml"
+        _atomic_write_text(recipe_path, yaml.safe_dump(facts.run_config, sort_keys=False))
+        shown = (recipe_path.relative_to(REPO_CARDS_DIR.parent)
+                 if recipe_path.is_relative_to(REPO_CARDS_DIR.parent) else recipe_path)
+        command = command or facts.command or f"seedzoo train --config {shown} --out runs/{name}"
+    facts = dataclasses.replace(facts, command=command or facts.command,
+                                recipe=recipe or facts.recipe)
+    card_path = card_dir / "README.md"
+    _atomic_write_text(card_path, str(model_card(facts)))
+    entry = ModelEntry(
+        name=name, architecture=facts.architecture, method=facts.method, teacher=facts.teacher,
+        params=facts.params, input_size=list(facts.input_size),
+        evaluations={e.dataset: dict(e.metrics) for e in facts.evaluations},
+        hub={"repo_id": repo_id, "revision": revision, "endpoint": endpoint, "public": public},
+        recipe=facts.recipe, command=facts.command, onnx=facts.latency,
+        model_args=facts.model_args, card=str(card_path))
+    path = Path(catalog) if catalog else catalog_path()
+    models = [m for m in _read(path) if m["name"] != name] if path.exists() else []
+    models.append(entry.to_dict())
+    models.sort(key=lambda m: m["name"])
+    _atomic_write_text(path, json.dumps({"models": models}, indent=2) + "\n")
+    return entry
+
+
+def format_table(entries: list[ModelEntry]) -> str:
+    """The catalog as a plain-text table, one row per (model, evaluated dataset)."""
+    if not entries:
+        return ("The catalog is empty: no model has been trained and evaluated into it yet. "
+                "Add one with `seedzoo catalog add` after a real run.")
+    header = ["name", "arch", "method", "teacher", "params", "input", "dataset", "knn top1",
+              "linear top1", "onnx ms", "published"]
+    rows = []
+    for e in entries:
+        latency = (e.onnx or {}).get("latency_ms")
+        for dataset in e.evaluations or {"-": {}}:
+            knn, linear = e.top1(dataset, "knn"), e.top1(dataset, "linear")
+            rows.append([e.name, e.architecture, e.method, e.teacher or "-",
+                         f"{e.params / 1e6:.1f}M", "x".join(map(str, e.input_size[1:])), dataset,
+                         f"{knn:.3f}" if knn is not None else "-",
+                         f"{linear:.3f}" if linear is not None else "-",
+                         f"{latency:.2f}" if latency is not None else "-", e.where])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+             for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

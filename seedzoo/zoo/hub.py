@@ -1,0 +1,305 @@
+"""Publish encoder folders to a Hugging Face Hub and fetch them back, online or from the cache.
+
+The real client is ``huggingface_hub``; the endpoint is the public Hub unless ``endpoint=`` (or
+``HF_ENDPOINT`` when the client was imported) names another server speaking its protocol.
+Only ``config.json``, ``model.safetensors`` and ``README.md`` are uploaded or downloaded:
+nothing pickled is ever read from a hub.
+
+Offline use: ``HF_HUB_OFFLINE=1`` (read at call time, not only when ``huggingface_hub`` was
+imported) or ``offline=True`` loads from the local cache without any request; with the network
+down the cache is used as well. A model that is not cached ends in one error saying so.
+
+Without a hub (no endpoint and token), :func:`publish` writes the folder into the local cache in
+the Hub's own layout, so that ``seedzoo.load("hf-hub:org/name")`` and plain
+``timm.create_model("hf-hub:org/name", pretrained=True)`` find it offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from seedzoo.errors import ModelNotFoundError, SeedzooError
+from seedzoo.zoo.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_pretrained_folder
+
+CARD_NAME = "README.md"
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+HUB_PREFIX = "hf-hub:"
+PUBLIC_ENDPOINT = "https://huggingface.co"
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Where a model was published: ``location`` is ``"hub"`` or ``"local cache"``."""
+
+    repo_id: str
+    revision: str
+    location: str
+    url: str
+
+    @property
+    def spec(self) -> str:
+        """The pinned spec that loads exactly this publication."""
+        return f"{HUB_PREFIX}{self.repo_id}@{self.revision}"
+
+
+def parse_hub_id(spec: str) -> tuple[str, str | None]:
+    """``"hf-hub:org/name@rev"`` (prefix optional) -> ``("org/name", "rev")``."""
+    body = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    repo_id, _, revision = body.partition("@")
+    if not _REPO_ID.fullmatch(repo_id) or (revision == "" and "@" in body):
+        raise ModelNotFoundError(f"{spec!r} is not a hub id: use hf-hub:org/name or "
+                                 "hf-hub:org/name@revision (a branch, tag or commit sha).")
+    return repo_id, revision or None
+
+
+def offline_mode() -> bool:
+    """Whether Hub requests are disabled: ``HF_HUB_OFFLINE`` as set now, or at client import."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return constants.HF_HUB_OFFLINE or flag in ("1", "ON", "YES", "TRUE")
+
+
+def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The Hugging Face cache folder in use (``HF_HUB_CACHE``)."""
+    from huggingface_hub import constants
+
+    return Path(cache_dir or constants.HF_HUB_CACHE)
+
+
+def encoder_folder(folder_or_run: str | os.PathLike) -> Path:
+    """The encoder folder (``config.json`` + ``model.safetensors``) in a folder or a run folder."""
+    path = Path(folder_or_run)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    found = sorted(p.parent for p in path.glob(f"*/{CONFIG_NAME}") if (p.parent / WEIGHTS_NAME).is_file())
+    if len(found) == 1:
+        return found[0]
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{path} does not exist.")
+    what = f"several ({', '.join(p.name for p in found)})" if found else "none"
+    raise ModelNotFoundError(
+        f"{path} is neither an encoder folder ({CONFIG_NAME} + {WEIGHTS_NAME}) nor a run folder "
+        f"with exactly one such subfolder (found {what}). Save one with seedzoo.save_pretrained.")
+
+
+def _checked_folder(folder_or_run) -> Path:
+    """The encoder folder, after checking that its config and weights load together."""
+    folder = encoder_folder(folder_or_run)
+    load_pretrained_folder(folder)
+    return folder
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        import httpx2
+
+        errors.append(httpx2.TransportError)
+    except ImportError:
+        pass
+    try:
+        import requests
+
+        errors.append(requests.exceptions.ConnectionError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def push(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None,
+         token: str | None = None, revision: str | None = None, private: bool = False,
+         commit_message: str | None = None):
+    """Upload an encoder folder to ``repo_id`` on a hub; returns huggingface_hub's ``CommitInfo``.
+
+    The repo is created if needed (``private`` applies then) and so is the branch ``revision``.
+    Only config, safetensors weights and model card are uploaded, after checking that they load.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    parse_hub_id(repo_id)
+    folder = _checked_folder(folder_or_run)
+    api = HfApi(endpoint=endpoint, token=token)
+    where = api.endpoint
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision not in (None, "main"):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
+                                 allow_patterns=list(HUB_FILES),
+                                 commit_message=commit_message or f"Upload {folder.name} with seedzoo")
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status in (401, 403):
+            raise SeedzooError(
+                f"The hub at {where} refused to publish {repo_id} (HTTP {status}). Give a token "
+                "with write access to that namespace: --token, HF_TOKEN or `hf auth login`.") \
+                from None
+        raise SeedzooError(f"The hub at {where} refused to publish {repo_id}: "
+                           f"{str(error).splitlines()[0]}") from None
+    except _network_errors() as error:
+        raise SeedzooError(
+            f"Cannot reach the hub at {where} ({type(error).__name__}: {error}). Check the "
+            "endpoint and the network, or publish to the local cache instead (--to cache).") \
+            from None
+
+
+def _link_or_copy(blob: Path, link: Path) -> None:
+    tmp = link.with_name(link.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(os.path.relpath(blob, link.parent))
+    except OSError:  # file systems without symlinks: the cache holds a copy instead
+        tmp.write_bytes(blob.read_bytes())
+    os.replace(tmp, link)
+
+
+def publish_to_cache(folder_or_run: str | os.PathLike, repo_id: str, *,
+                     cache_dir: str | os.PathLike | None = None,
+                     revision: str = "main") -> Publication:
+    """Write an encoder folder into the local Hugging Face cache as ``repo_id`` at ``revision``.
+
+    The files go where ``huggingface_hub`` puts downloads (``blobs/``, ``snapshots/<commit>/``,
+    ``refs/<revision>``), under a commit id derived from their contents, so that offline loads
+    by hub id find them. Nothing leaves the machine.
+    """
+    from huggingface_hub.file_download import repo_folder_name
+
+    parse_hub_id(repo_id)
+    folder = _checked_folder(folder_or_run)
+    storage = hub_cache_dir(cache_dir) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    files = {name: (folder / name).read_bytes() for name in HUB_FILES if (folder / name).is_file()}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    commit = hashlib.sha1("".join(f"{n}:{d}\n" for n, d in sorted(digests.items()))
+                          .encode()).hexdigest()
+    snapshot = storage / "snapshots" / commit
+    for sub in (storage / "blobs", snapshot, storage / "refs"):
+        sub.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        blob = storage / "blobs" / digests[name]
+        if not blob.is_file() or blob.stat().st_size != len(data):
+            tmp = blob.with_name(blob.name + ".incomplete")
+            tmp.write_bytes(data)
+            os.replace(tmp, blob)
+        _link_or_copy(blob, snapshot / name)
+    ref = storage / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(ref.name + ".tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)
+    return Publication(repo_id, commit, "local cache", str(snapshot))
+
+
+def publish(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None,
+            token: str | None = None, revision: str | None = None, private: bool = False,
+            commit_message: str | None = None,
+            cache_dir: str | os.PathLike | None = None) -> Publication:
+    """Publish to the hub at ``endpoint`` when both ``endpoint`` and ``token`` are given,
+    otherwise to the local cache; the returned :class:`Publication` says which."""
+    if endpoint and token:
+        info = push(folder_or_run, repo_id, endpoint=endpoint, token=token, revision=revision,
+                    private=private, commit_message=commit_message)
+        return Publication(repo_id, info.oid, "hub", info.commit_url)
+    return publish_to_cache(folder_or_run, repo_id, cache_dir=cache_dir,
+                            revision=revision or "main")
+
+
+def check_published(publication: Publication, folder_or_run: str | os.PathLike, *,
+                    endpoint: str | None = None, token: str | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> None:
+    """Load ``publication`` back by its pinned hub id and check that its features are equal to
+    those of the folder's encoder on a seeded random batch; a ``SeedzooError`` says otherwise."""
+    import torch
+
+    from seedzoo.zoo.loading import load
+
+    original = load_pretrained_folder(encoder_folder(folder_or_run))
+    loaded = load(publication.spec, endpoint=endpoint, token=token, cache_dir=cache_dir,
+                  offline=publication.location == "local cache")
+    batch = torch.randn(4, *original.pretrained_cfg["input_size"],
+                        generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected, got = original(batch), loaded(batch)
+    if expected.shape != got.shape or not torch.equal(expected, got):
+        difference = ((expected - got).abs().max().item() if expected.shape == got.shape
+                      else float("inf"))
+        raise SeedzooError(f"{publication.spec} does not reproduce {folder_or_run}: features "
+                           f"differ by up to {difference:g}.")
+
+
+def _not_cached_message(spec: str, cache: Path, reason: str) -> str:
+    return (f"{spec} is not in the local Hugging Face cache ({cache}) and {reason}. To get it, "
+            f"run `seedzoo pull {spec}` where the hub is reachable (pass --endpoint for a hub "
+            "other than huggingface.co) and use the same HF_HUB_CACHE here, or unset "
+            "HF_HUB_OFFLINE if it is set.")
+
+
+def download(repo_id: str, *, revision: str | None = None, endpoint: str | None = None,
+             token: str | None = None, cache_dir: str | os.PathLike | None = None,
+             offline: bool | None = None, force_download: bool = False,
+             files: tuple[str, ...] = HUB_FILES) -> Path:
+    """The cached snapshot folder of ``repo_id`` at ``revision``, downloading what is missing.
+
+    ``offline=None`` follows ``HF_HUB_OFFLINE``. When the hub cannot be reached (or does not know
+    the repo) a cached snapshot is used; when there is none, a ``ModelNotFoundError`` says so.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    offline = offline_mode() if offline is None else offline
+    spec = f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
+    where = (endpoint or PUBLIC_ENDPOINT).rstrip("/")
+    cache = hub_cache_dir(cache_dir)
+
+    def fetch(local_only: bool) -> str:
+        return snapshot_download(repo_id, revision=revision, endpoint=endpoint, token=token,
+                                 cache_dir=cache, allow_patterns=list(files),
+                                 local_files_only=local_only, force_download=force_download)
+
+    pinned = revision is not None and _COMMIT_SHA.fullmatch(revision) and not force_download
+    try:
+        snapshot = fetch(True) if pinned else None  # a commit never changes: try the cache first
+    except LocalEntryNotFoundError:
+        snapshot = None
+    try:
+        snapshot = snapshot or fetch(offline)
+    except RevisionNotFoundError:
+        raise ModelNotFoundError(f"{repo_id} on {where} has no revision {revision!r}; use a "
+                                 "branch, tag or commit sha that it has.") from None
+    except RepositoryNotFoundError:
+        try:
+            snapshot = fetch(True)
+        except LocalEntryNotFoundError:
+            raise ModelNotFoundError(
+                f"{spec}: the hub at {where} has no repository {repo_id} visible with this token "
+                "(private repos need --token or HF_TOKEN), and it is not in the local cache "
+                f"({cache}).") from None
+    except LocalEntryNotFoundError as error:
+        reason = ("the hub cannot be reached: offline mode is on (HF_HUB_OFFLINE=1)" if offline
+                  else f"the hub at {where} cannot be reached ({str(error).splitlines()[0]})")
+        raise ModelNotFoundError(_not_cached_message(spec, cache, reason)) from None
+    except _network_errors() as error:  # the connection broke during the download
+        try:
+            snapshot = fetch(True)
+        except LocalEntryNotFoundError:
+            reason = f"the hub at {where} cannot be reached ({type(error).__name__}: {error})"
+            raise ModelNotFoundError(_not_cached_message(spec, cache, reason)) from None
+    except HfHubHTTPError as error:
+        raise SeedzooError(f"The hub at {where} answered an error for {spec}: "
+                           f"{str(error).splitlines()[0]}") from None
+    snapshot = Path(snapshot)
+    missing = [name for name in files if name != CARD_NAME and not (snapshot / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{spec} (commit {snapshot.name}) has no {' or '.join(missing)}. seedzoo reads only "
+            f"{CONFIG_NAME} and safetensors weights ({WEIGHTS_NAME}) from a hub, never pickled "
+            "files; if a download was interrupted, run it again with access to the hub.")
+    return snapshot

@@ -1,0 +1,94 @@
+"""Model cards: generated from the run summary, evaluation and benchmark JSONs; parsed back by the Hub client."""
+
+import pytest
+from huggingface_hub import ModelCard, hf_hub_download
+
+from seedzoo.errors import SeedzooError
+from seedzoo.zoo import push, save_pretrained, write_card
+from zoo_helpers import (HUB_TOKEN, evaluation_json, hf_cache, hub, run_summary,  # noqa: F401
+                         tiny_encoder, write_json)
+
+FMNIST = {"knn_top1@20": 0.8125, "knn_top5@20": 0.9875, "knn_top1@200": 0.79,
+          "linear_top1": 0.8433, "fewshot_1pct_top1": 0.61, "fewshot_10pct_top1": 0.7402}
+DIGITS = {"knn_top1@20": 0.9311, "linear_top1": 0.95}
+BENCH = {"threads": 2, "machine": "x86_64, 2 cores",
+         "results": [{"backend": "torch", "batch_size": 1, "p50_ms": 4.2},
+                     {"backend": "onnxruntime", "precision": "fp32", "batch_size": 1,
+                      "p50_ms": 1.7},
+                     {"backend": "onnxruntime", "precision": "fp32", "batch_size": 8,
+                      "p50_ms": 9.9}]}
+
+
+def _metrics_by_dataset(card: ModelCard) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    for result in card.data.eval_results:
+        found.setdefault(result.dataset_name, {})[result.metric_name] = result.metric_value
+    return found
+
+
+def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
+    evaluations = [write_json(tmp_path / "fmnist.json", evaluation_json("fashion-mnist", FMNIST)),
+                   evaluation_json("digits", DIGITS)]
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc", name="seed-tiny",
+                             repo_id="org/seed-tiny", run=run_summary(), evaluations=evaluations,
+                             bench=write_json(tmp_path / "bench.json", BENCH))
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "timm"
+    assert card.data.pipeline_tag == "image-feature-extraction"
+    assert {"timm", "seedzoo", "seed", "distillation", "test_resnet"} <= set(card.data.tags)
+    assert card.data.datasets == ["zalando-datasets/fashion_mnist", "digits"]
+    assert card.data.model_name == "seed-tiny"
+    assert _metrics_by_dataset(card) == {"fashion-mnist": FMNIST, "digits": DIGITS}
+    split = {r.dataset_split for r in card.data.eval_results}
+    assert split == {"test"}
+    text = card.text
+    assert 'seedzoo.load("hf-hub:org/seed-tiny")' in text
+    assert 'timm.create_model("hf-hub:org/seed-tiny", pretrained=True, num_classes=0)' in text
+    assert "frozen teacher `runs/teacher/encoder (resnet50)`" in text
+    assert "| fewshot_10pct_top1 | 0.7402 | - |" in text
+    assert "1.70 ms (median); torch eager: 4.20 ms" in text
+    assert "queue_size: 4096" in text  # the resolved recipe, to train it again
+    assert "5.2 min" in text and "Intended use and limits" in text and "apache-2.0" in text
+
+
+def test_card_without_inputs_says_what_is_missing(tmp_path):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "timm"
+    assert not card.data.eval_results
+    assert "Not evaluated yet." in card.text and "recipe is not recorded" in card.text
+
+
+def test_run_summary_is_found_in_the_run_folder(tmp_path):
+    run = tmp_path / "run"
+    save_pretrained(tiny_encoder(), run / "encoder")
+    write_json(run / "summary.json", run_summary())
+    card = ModelCard.load(write_card(run, evaluations=[evaluation_json("digits", DIGITS)]))
+    assert "seed" in card.data.tags and "312.4" not in card.text and "5.2 min" in card.text
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"metrics": {}}, "not a seedzoo evaluation JSON"),
+    ({"metrics": {"knn_top1@20": 0.5}, "config": {}}, "config.dataset"),
+])
+def test_evaluation_json_without_figures_is_refused(tmp_path, bad, message):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    with pytest.raises(SeedzooError, match=message):
+        write_card(folder, evaluations=[bad])
+    with pytest.raises(SeedzooError, match="does not exist"):
+        write_card(folder, evaluations=[tmp_path / "missing.json"])
+
+
+def test_benchmark_json_without_an_onnx_batch_1_result_is_refused(tmp_path):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    bench = {"results": [{"backend": "torch", "batch_size": 1, "p50_ms": 3.0}]}
+    with pytest.raises(SeedzooError, match="no ONNX Runtime fp32 result at batch size 1"):
+        write_card(folder, bench=bench)
+
+
+def test_published_card_renders_with_the_evaluation_metrics(hub, tmp_path):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc", repo_id="org/carded",
+                             evaluations=[evaluation_json("fashion-mnist", FMNIST)])
+    info = push(folder, "org/carded", endpoint=hub.url, token=HUB_TOKEN)
+    readme = hf_hub_download("org/carded", "README.md", revision=info.oid, endpoint=hub.url)
+    assert _metrics_by_dataset(ModelCard.load(readme)) == {"fashion-mnist": FMNIST}
