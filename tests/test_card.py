@@ -11,10 +11,14 @@ from zoo_helpers import (HUB_TOKEN, evaluation_json, hf_cache, hub, run_summary,
 FMNIST = {"knn_top1@20": 0.8125, "knn_top5@20": 0.9875, "knn_top1@200": 0.79,
           "linear_top1": 0.8433, "fewshot_1pct_top1": 0.61, "fewshot_10pct_top1": 0.7402}
 DIGITS = {"knn_top1@20": 0.9311, "linear_top1": 0.95}
-BENCH = {"threads": 2, "machine": "x86_64, 2 cores",
-         "results": [{"backend": "torch", "batch_size": 1, "p50_ms": 4.2},
+BENCH = {"threads": 2, "machine": {"cpu": "Test CPU @ 2.0GHz", "logical_cores": 2},
+         "results": [{"backend": "torch", "precision": "fp32", "batch_size": 1, "p50_ms": 4.2},
                      {"backend": "onnxruntime", "precision": "fp32", "batch_size": 1,
                       "p50_ms": 1.7},
+                     {"backend": "onnxruntime-bare", "precision": "fp32", "batch_size": 1,
+                      "p50_ms": 1.6},
+                     {"backend": "onnxruntime", "precision": "int8", "batch_size": 1,
+                      "p50_ms": 2.5},
                      {"backend": "onnxruntime", "precision": "fp32", "batch_size": 8,
                       "p50_ms": 9.9}]}
 
@@ -46,7 +50,9 @@ def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
     assert 'timm.create_model("hf-hub:org/seed-tiny", pretrained=True, num_classes=0)' in text
     assert "frozen teacher `runs/teacher/encoder (resnet50)`" in text
     assert "| fewshot_10pct_top1 | 0.7402 | - |" in text
-    assert "1.70 ms (median); torch eager: 4.20 ms" in text
+    assert "2 threads, on Test CPU @ 2.0GHz" in text
+    assert "| ONNX Runtime fp32 | 1.70 |" in text and "| ONNX Runtime INT8 | 2.50 |" in text
+    assert "| torch eager | 4.20 |" in text
     assert "queue_size: 4096" in text  # the resolved recipe, to train it again
     assert "5.2 min" in text and "Intended use and limits" in text and "apache-2.0" in text
 

@@ -103,8 +103,13 @@ def read_latency(source) -> dict | None:
         raise SeedzooError("The benchmark JSON has no ONNX Runtime fp32 result at batch size 1 "
                            "(run `seedzoo bench --batch-sizes 1 ...`).")
     torch_row = next((r for r in rows if r.get("backend") == "torch"), None)
+    int8 = next((r for r in rows if r.get("backend") == "onnxruntime"
+                 and r.get("precision") == "int8"), None)
+    machine = bench.get("machine")
     return {"latency_ms": ort["p50_ms"], "torch_ms": torch_row["p50_ms"] if torch_row else None,
-            "batch_size": 1, "threads": bench.get("threads"), "machine": bench.get("machine"),
+            "int8_ms": int8["p50_ms"] if int8 else None, "batch_size": 1,
+            "threads": bench.get("threads"),
+            "machine": machine.get("cpu") if isinstance(machine, dict) else machine,
             "input_size": ort.get("input_size")}
 
 
@@ -238,11 +243,13 @@ def _body(facts: ModelFacts) -> str:
         parts.append("Not evaluated yet.\n")
     if facts.latency:
         lat = facts.latency
-        torch_ms = f"{lat['torch_ms']:.2f} ms" if lat.get("torch_ms") else "not measured"
+        rows = [[name, f"{lat[key]:.2f}"] for name, key in
+                (("ONNX Runtime fp32", "latency_ms"), ("ONNX Runtime INT8", "int8_ms"),
+                 ("torch eager", "torch_ms")) if lat.get(key) is not None]
         parts += ["## Latency\n",
-                  f"ONNX Runtime fp32, batch 1, {lat.get('threads') or '?'} threads: "
-                  f"{lat['latency_ms']:.2f} ms (median); torch eager: {torch_ms}; machine: "
-                  f"{lat.get('machine') or 'not recorded'} (`seedzoo bench`).\n"]
+                  f"Median latency at batch 1, {lat.get('threads') or '?'} threads, on "
+                  f"{lat.get('machine') or 'an unrecorded machine'} (`seedzoo bench`):\n",
+                  _table(rows, ["backend", "ms"]) + "\n"]
     parts.append("## Reproduce\n")
     if facts.command:
         parts.append(f"```bash\n{facts.command}\n```\n")
