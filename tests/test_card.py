@@ -98,3 +98,15 @@ def test_published_card_renders_with_the_evaluation_metrics(hub, tmp_path):
     info = push(folder, "org/carded", endpoint=hub.url, token=HUB_TOKEN)
     readme = hf_hub_download("org/carded", "README.md", revision=info.oid, endpoint=hub.url)
     assert _metrics_by_dataset(ModelCard.load(readme)) == {"fashion-mnist": FMNIST}
+
+
+def test_a_small_stem_encoder_is_published_with_a_warning_and_a_card_that_says_so(tmp_path):
+    from seedzoo.zoo import publish_to_cache
+    from seedzoo.zoo.stems import small_stem
+
+    folder = save_pretrained(small_stem(tiny_encoder()), tmp_path / "enc", repo_id="org/stem")
+    text = ModelCard.load(folder / "README.md").text
+    assert "timm cannot rebuild: load it with `seedzoo.load`" in text
+    assert "timm.create_model" not in text
+    with pytest.warns(UserWarning, match="not with plain timm.create_model"):
+        publish_to_cache(folder, "org/stem", cache_dir=tmp_path / "cache")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from seedzoo.errors import ModelNotFoundError, SeedzooError
-from seedzoo.zoo.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_pretrained_folder
+from seedzoo.zoo.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_pretrained_folder, read_config
 
 CARD_NAME = "README.md"
 HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
@@ -93,6 +94,11 @@ def _checked_folder(folder_or_run) -> Path:
     """The encoder folder, after checking that its config and weights load together."""
     folder = encoder_folder(folder_or_run)
     load_pretrained_folder(folder)
+    options = read_config(folder).get("seedzoo")
+    if options and any(options.values()):
+        warnings.warn(f"{folder} uses seedzoo architecture options {options} that timm cannot "
+                      "rebuild: it will load with seedzoo.load but not with plain "
+                      "timm.create_model.", stacklevel=3)
     return folder
 
 
@@ -234,11 +240,11 @@ def check_published(publication: Publication, folder_or_run: str | os.PathLike, 
                            f"differ by up to {difference:g}.")
 
 
-def _not_cached_message(spec: str, cache: Path, reason: str) -> str:
+def _not_cached_message(spec: str, cache: Path, reason: str, offline: bool) -> str:
     return (f"{spec} is not in the local Hugging Face cache ({cache}) and {reason}. To get it, "
             f"run `seedzoo pull {spec}` where the hub is reachable (pass --endpoint for a hub "
-            "other than huggingface.co) and use the same HF_HUB_CACHE here, or unset "
-            "HF_HUB_OFFLINE if it is set.")
+            "other than huggingface.co) and use the same HF_HUB_CACHE here"
+            + (", or unset HF_HUB_OFFLINE." if offline else "."))
 
 
 def download(repo_id: str, *, revision: str | None = None, endpoint: str | None = None,
@@ -283,15 +289,16 @@ def download(repo_id: str, *, revision: str | None = None, endpoint: str | None 
                 "(private repos need --token or HF_TOKEN), and it is not in the local cache "
                 f"({cache}).") from None
     except LocalEntryNotFoundError as error:
+        cause = str(error).splitlines()[0].removeprefix("Got: ")
         reason = ("the hub cannot be reached: offline mode is on (HF_HUB_OFFLINE=1)" if offline
-                  else f"the hub at {where} cannot be reached ({str(error).splitlines()[0]})")
-        raise ModelNotFoundError(_not_cached_message(spec, cache, reason)) from None
+                  else f"the hub at {where} cannot be reached ({cause})")
+        raise ModelNotFoundError(_not_cached_message(spec, cache, reason, offline)) from None
     except _network_errors() as error:  # the connection broke during the download
         try:
             snapshot = fetch(True)
         except LocalEntryNotFoundError:
             reason = f"the hub at {where} cannot be reached ({type(error).__name__}: {error})"
-            raise ModelNotFoundError(_not_cached_message(spec, cache, reason)) from None
+            raise ModelNotFoundError(_not_cached_message(spec, cache, reason, offline)) from None
     except HfHubHTTPError as error:
         raise SeedzooError(f"The hub at {where} answered an error for {spec}: "
                            f"{str(error).splitlines()[0]}") from None
