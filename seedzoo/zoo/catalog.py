@@ -40,7 +40,7 @@ class ModelEntry:
 
     name: str
     architecture: str
-    method: str
+    method: str | None
     teacher: str | None
     params: int
     input_size: list[int]
@@ -131,6 +131,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies in it (entries are committed)."""
+    root = REPO_CARDS_DIR.parent
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
 def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
               bench=None, run=None, repo_id: str | None = None, revision: str | None = None,
               endpoint: str | None = None, public: bool = False, command: str | None = None,
@@ -165,9 +171,8 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
 
         recipe_path = card_dir / "recipe.yaml"
         _atomic_write_text(recipe_path, yaml.safe_dump(facts.run_config, sort_keys=False))
-        shown = (recipe_path.relative_to(REPO_CARDS_DIR.parent)
-                 if recipe_path.is_relative_to(REPO_CARDS_DIR.parent) else recipe_path)
-        command = command or facts.command or f"seedzoo train --config {shown} --out runs/{name}"
+        command = (command or facts.command
+                   or f"seedzoo train --config {_shown(recipe_path)} --out runs/{name}")
     facts = dataclasses.replace(facts, command=command or facts.command,
                                 recipe=recipe or facts.recipe)
     card_path = card_dir / "README.md"
@@ -178,7 +183,7 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
         evaluations={e.dataset: dict(e.metrics) for e in facts.evaluations},
         hub={"repo_id": repo_id, "revision": revision, "endpoint": endpoint, "public": public},
         recipe=facts.recipe, command=facts.command, onnx=facts.latency,
-        model_args=facts.model_args, card=str(card_path))
+        model_args=facts.model_args, card=_shown(card_path))
     path = Path(catalog) if catalog else catalog_path()
     models = [m for m in _read(path) if m["name"] != name] if path.exists() else []
     models.append(entry.to_dict())

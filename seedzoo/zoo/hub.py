@@ -29,7 +29,6 @@ from seedzoo.zoo.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_pretrained_fo
 CARD_NAME = "README.md"
 HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 HUB_PREFIX = "hf-hub:"
-PUBLIC_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -256,13 +255,13 @@ def download(repo_id: str, *, revision: str | None = None, endpoint: str | None 
     ``offline=None`` follows ``HF_HUB_OFFLINE``. When the hub cannot be reached (or does not know
     the repo) a cached snapshot is used; when there is none, a ``ModelNotFoundError`` says so.
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     offline = offline_mode() if offline is None else offline
     spec = f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
-    where = (endpoint or PUBLIC_ENDPOINT).rstrip("/")
+    where = (endpoint or constants.ENDPOINT).rstrip("/")
     cache = hub_cache_dir(cache_dir)
 
     def fetch(local_only: bool) -> str:
