@@ -11,11 +11,13 @@ from seedzoo.zoo.pretrained import create_encoder, save_pretrained
 @pytest.fixture(scope="module")
 def teacher_folder(tmp_path_factory):
     torch.manual_seed(1)
-    return str(save_pretrained(create_encoder("test_resnet"), tmp_path_factory.mktemp("teacher")))
+    teacher = create_encoder("test_resnet", pretrained_cfg_overlay={"input_size": (3, 32, 32)})
+    return str(save_pretrained(teacher, tmp_path_factory.mktemp("teacher")))
 
 
 def build_seed(teacher_folder, **options):
-    options = {"student": "test_efficientnet", "teacher": {"source": teacher_folder},
+    student = {"arch": "test_efficientnet", "pretrained_cfg": {"input_size": [3, 32, 32]}}
+    options = {"student": student, "teacher": {"source": teacher_folder},
                "queue_size": 20, "hidden_dim": 64, **options}
     return build_method("seed", **options)
 

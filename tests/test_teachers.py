@@ -40,7 +40,7 @@ OTHER = random_state(seed=2)
 def moco_checkpoint():
     state = {**prefixed("module.encoder_q.", BACKBONE), **mlp_head("module.encoder_q.fc."),
              **prefixed("module.encoder_k.", OTHER), **mlp_head("module.encoder_k.fc."),
-             "module.queue": torch.randn(16, 50), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+             "module.queue": torch.randn(16, 50), "module.queue_ptr": torch.zeros(1).long()}
     return {"epoch": 200, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}}}
 
 
@@ -63,7 +63,7 @@ def dino_checkpoint():
 def seed_checkpoint():  # a SEED run: student (our arch) + frozen teacher (another arch) + queue
     state = {**prefixed("module.student.", BACKBONE), **mlp_head("module.student.fc."),
              **prefixed("module.teacher.", random_state("test_efficientnet")),
-             "module.queue": torch.randn(16, 50), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+             "module.queue": torch.randn(16, 50), "module.queue_ptr": torch.zeros(1).long()}
     return {"epoch": 200, "arch": ARCH, "state_dict": state, "optimizer": {"state": {}}}
 
 

@@ -1,4 +1,4 @@
-"""Small composable projection heads (lightly style): blocks of Linear [-BatchNorm] [-activation]."""
+"""Small composable projection heads (lightly style): Linear [-BatchNorm] [-activation] blocks."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ class EmbeddingQueue(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, batch: torch.Tensor) -> None:
-        """Write ``batch`` (N, dim) from this process, and the batches of all others, at the pointer."""
+        """Write ``batch`` (N, dim) of this process, and those of all others, at the pointer."""
         batch = all_gather_cat(batch.detach()).to(self.embeddings.dtype)
         count = batch.shape[0]
         start = int(self.pointer)

@@ -1,4 +1,4 @@
-"""Architecture changes that timm's ``create_model`` cannot express, recorded so loading can redo them.
+"""Architecture changes timm's ``create_model`` cannot express, recorded so loading can redo them.
 
 A model changed here carries ``model.seedzoo_options`` (e.g. ``{"small_stem": True}``);
 ``save_pretrained`` writes it to ``config.json`` under ``"seedzoo"`` and

@@ -41,7 +41,7 @@ class MoCo(Method):
 
     - ``encoder``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
     - ``dim`` (128) and ``hidden_dim`` (2048): MLP head Linear-ReLU-Linear output and hidden width;
-    - ``queue_size`` (65536): negatives kept in the queue (any size; no multiple of the batch needed);
+    - ``queue_size`` (65536): negatives kept in the queue (any size, not only batch multiples);
     - ``momentum`` (0.999): EMA factor of the key encoder;
     - ``temperature`` (0.2);
     - ``shuffle_bn`` (True): with several processes, keys are computed on a batch shuffled across

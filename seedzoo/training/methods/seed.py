@@ -24,7 +24,7 @@ from seedzoo.training.teachers import load_backbone
 
 def seed_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, *,
               student_temperature: float, teacher_temperature: float) -> torch.Tensor:
-    """SEED's soft cross-entropy for L2-normalised ``student``/``teacher`` (N, D) and ``queue`` (K, D).
+    """SEED's soft cross-entropy of L2-normalised ``student``, ``teacher`` (N, D), ``queue`` (K, D).
 
     Both are scored against ``[teacher_i; queue]``: ``p_T = softmax([t_i.t_i, t_i Q^T] / tau_t)``,
     ``loss = -mean_i sum_j p_T[i, j] log softmax([s_i.t_i, s_i Q^T] / tau_s)[j]``.
