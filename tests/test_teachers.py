@@ -67,6 +67,13 @@ def seed_checkpoint():  # a SEED run: student (our arch) + frozen teacher (anoth
     return {"epoch": 200, "arch": ARCH, "state_dict": state, "optimizer": {"state": {}}}
 
 
+def seedzoo_run_checkpoint():  # seedzoo's own trainer checkpoint of a MoCo run
+    method = {**prefixed("encoder.", BACKBONE), **mlp_head("head."),
+              **prefixed("key_encoder.", OTHER), "queue.embeddings": torch.randn(50, 16),
+              "queue.pointer": torch.zeros(1).long()}
+    return {"format": "seedzoo-train", "version": 1, "method": method, "optimizer": {"state": {}}}
+
+
 def torchvision_checkpoint():
     return {**BACKBONE, "fc.weight": torch.randn(1000, 96), "fc.bias": torch.randn(1000)}
 
@@ -75,6 +82,7 @@ FORMATS = {"moco": (moco_checkpoint, "encoder_k"), "simclr": (simclr_checkpoint,
            "swav": (swav_checkpoint, "module.prototypes.weight"),
            "dino": (dino_checkpoint, "head.mlp.0.weight"),
            "seed": (seed_checkpoint, "module.teacher.conv_stem.weight"),
+           "seedzoo run": (seedzoo_run_checkpoint, "key_encoder.conv1.0.weight"),
            "torchvision": (torchvision_checkpoint, "fc.bias")}
 
 

@@ -11,6 +11,7 @@ a :class:`LoadReport` of what was taken and what was skipped, and why. Recognise
   dropped (a released ``*_pretrain.pth`` backbone is a plain state dict);
 - SEED: ``{"state_dict": {"module.student.*", "module.teacher.*", "module.queue"}}``; the
   trained student is taken, its ``fc`` MLP head dropped;
+- a seedzoo training checkpoint: ``{"method": {"encoder.*", "head.*", ...}}``, the encoder is taken;
 - torchvision, timm and seedzoo state dicts (``fc``/``head``/``classifier`` dropped).
 
 Wrappers such as ``module.`` are removed as prefixes, never as character sets. The result must
@@ -75,9 +76,9 @@ def _unwrap(checkpoint) -> tuple[dict, str | None]:
         raise CheckpointError(f"expected a dict of tensors, found a {type(checkpoint).__name__}")
     if isinstance(checkpoint.get("teacher"), dict) and isinstance(checkpoint.get("student"), dict):
         return checkpoint["teacher"], "dino"
-    for container in ("state_dict", "model"):
+    for container, format in (("state_dict", None), ("model", None), ("method", "seedzoo run")):
         if isinstance(checkpoint.get(container), dict):
-            return checkpoint[container], None
+            return checkpoint[container], format
     return checkpoint, None
 
 
