@@ -102,3 +102,22 @@ def test_small_patch_views_use_a_second_queue(teacher_folder):
 def test_bad_teacher_spec_is_a_clear_error(teacher_folder):
     with pytest.raises(SeedzooError, match="source"):
         build_seed(teacher_folder, teacher={"path": teacher_folder})
+
+
+def test_teacher_projection_head_from_a_moco_checkpoint(tmp_path):
+    torch.manual_seed(2)
+    backbone = create_encoder("test_resnet", pretrained_cfg_overlay={"input_size": (3, 32, 32)})
+    fc = torch.nn.Sequential(torch.nn.Linear(96, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+    state = {**{f"module.encoder_q.{k}": v for k, v in backbone.state_dict().items()},
+             **{f"module.encoder_q.fc.{k}": v for k, v in fc.state_dict().items()}}
+    path = tmp_path / "moco_v2.pth.tar"
+    torch.save({"epoch": 200, "state_dict": state}, path)
+    method = build_method("seed", student={"arch": "test_efficientnet"}, queue_size=20,
+                          hidden_dim=32, teacher={"source": str(path), "arch": "test_resnet",
+                                                  "projection_head": True}).train()
+    assert method.queue.embeddings.shape == (20, 16) and not method.teacher.training
+    images = torch.randn(4, 3, 32, 32)
+    method([images])
+    with torch.no_grad():
+        expected = F.normalize(fc(backbone.eval()(images)), dim=1)
+    torch.testing.assert_close(method.queue.embeddings[:4], expected)

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.training import load_backbone
+from seedzoo.training.teachers import load_projection_head
 from seedzoo.zoo.pretrained import create_encoder, save_pretrained
 
 ARCH = "test_resnet"
@@ -193,3 +194,48 @@ def test_a_timm_name_gives_a_random_teacher_with_a_warning():
     with pytest.warns(UserWarning, match="random weights"):
         model, report = load_backbone(f"timm:{ARCH}")
     assert report.format == "random initialisation" and not model.training
+
+
+def swav_head_checkpoint():
+    head = {"module.projection_head.0.weight": torch.randn(32, 96),
+            "module.projection_head.0.bias": torch.randn(32),
+            "module.projection_head.1.weight": torch.rand(32) + 0.5,
+            "module.projection_head.1.bias": torch.randn(32),
+            "module.projection_head.1.running_mean": torch.randn(32),
+            "module.projection_head.1.running_var": torch.rand(32) + 0.5,
+            "module.projection_head.3.weight": torch.randn(16, 32),
+            "module.projection_head.3.bias": torch.randn(16)}
+    return {**prefixed("module.", BACKBONE), **head, "module.prototypes.weight": torch.randn(30, 16)}
+
+
+@pytest.mark.parametrize("make, prefix", [(moco_checkpoint, "module.encoder_q.fc."),
+                                          (seedzoo_run_checkpoint, "head."),
+                                          (swav_head_checkpoint, "module.projection_head.")])
+def test_projection_heads_are_rebuilt_with_their_weights(make, prefix, tmp_path):
+    checkpoint = make()
+    path = tmp_path / "with_head.pth"
+    torch.save(checkpoint, path)
+    head = load_projection_head(str(path)).eval()
+    stored = checkpoint.get("state_dict") or checkpoint.get("method") or checkpoint
+    params = {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}
+    x = torch.randn(5, 96)
+    if "1.running_mean" in params:  # Linear - BatchNorm1d - ReLU - Linear
+        hidden = x @ params["0.weight"].T + params["0.bias"]
+        hidden = ((hidden - params["1.running_mean"]) / torch.sqrt(params["1.running_var"] + 1e-5)
+                  * params["1.weight"] + params["1.bias"])
+        expected = hidden.relu() @ params["3.weight"].T + params["3.bias"]
+    else:  # Linear - ReLU - Linear
+        hidden = (x @ params["0.weight"].T + params["0.bias"]).relu()
+        expected = hidden @ params["2.weight"].T + params["2.bias"]
+    torch.testing.assert_close(head(x), expected)
+
+
+def test_a_classifier_or_a_folder_is_not_a_projection_head(tmp_path):
+    path = tmp_path / "simclr.pth"
+    torch.save(simclr_checkpoint(), path)  # its fc is a single linear classifier
+    with pytest.raises(CheckpointError, match="no MLP projection head"):
+        load_projection_head(str(path))
+    trained = create_encoder(ARCH)
+    folder = save_pretrained(trained, tmp_path / "encoder")
+    with pytest.raises(CheckpointError, match="checkpoint file"):
+        load_projection_head(str(folder))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from seedzoo.errors import ModelNotFoundError
+from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.zoo.checkpoints import LoadReport
 
 
@@ -43,3 +43,17 @@ def load_backbone(source: str, arch: str | None = None) -> tuple[nn.Module, Load
     model = load(source)
     return model.eval(), LoadReport(source, "seedzoo/timm folder or hub",
                                     loaded=list(model.state_dict()))
+
+
+def load_projection_head(source: str) -> nn.Sequential:
+    """The MLP projection head saved beside the backbone in checkpoint file ``source``.
+
+    MoCo v2 (``encoder_q.fc``), SwAV (``projection_head``) and seedzoo training checkpoints
+    (``head``) carry one; exported encoder folders do not.
+    """
+    from seedzoo.zoo.checkpoints import projection_head, read_checkpoint
+
+    if not Path(source).expanduser().is_file():
+        raise CheckpointError(f"A projection head is read from a checkpoint file; {source} is not "
+                              "one (exported encoders keep no head).")
+    return projection_head(read_checkpoint(Path(source).expanduser()), source=source)

@@ -14,7 +14,9 @@ a :class:`LoadReport` of what was taken and what was skipped, and why. Recognise
 - a seedzoo training checkpoint: ``{"method": {"encoder.*", "head.*", ...}}``, the encoder is taken;
 - torchvision, timm and seedzoo state dicts (``fc``/``head``/``classifier`` dropped).
 
-Wrappers such as ``module.`` are removed as prefixes, never as character sets. The result must
+:func:`projection_head` rebuilds the MLP projection head such checkpoints carry (SEED's reference
+code distils the teacher's projected embedding). Wrappers such as ``module.`` are removed as
+prefixes, never as character sets. The result must
 fill the backbone completely: an unmatched, partly matched or extra key is a ``CheckpointError``
 naming the keys, so a load can never silently leave weights at their random initialisation.
 """
@@ -43,6 +45,8 @@ HEAD_PREFIXES = {"fc.": "classifier/projection head", "head.": "projection head"
                  "projection_head.": "projection head", "projector.": "projection head",
                  "predictor.": "prediction head", "prototypes.": "prototypes"}
 TRAINING_STATE_KEYS = {"queue": "queue", "queue_ptr": "queue pointer"}
+# Where projection heads sit (after wrapper prefixes are removed), most specific first.
+PROJECTION_HEAD_PREFIXES = ("encoder_q.fc.", "head.", "projection_head.", "student.fc.", "fc.")
 # Buffers some exporters omit; the model's own value is kept.
 OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 
@@ -184,3 +188,56 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
     with torch.serialization.safe_globals([argparse.Namespace]):
         return read_weights_file(path)
+
+
+def projection_head(checkpoint, *, source: str) -> nn.Sequential:
+    """The MLP projection head stored in ``checkpoint`` (MoCo v2 ``encoder_q.fc``, SwAV
+    ``projection_head``, a seedzoo run's ``head``), rebuilt as ``nn.Sequential`` with its weights.
+
+    Layers are read from indexed keys (``0.weight``, ``1.running_mean``...): 2-D weights make
+    ``Linear`` layers, weights with running statistics ``BatchNorm1d``; an index without
+    parameters is the ReLU between them, as in all these heads. A single linear layer is a
+    classifier, not a projection head, and is refused.
+    """
+    tensors, _ = _unwrap(checkpoint)
+    tensors = {_strip_wrappers(k): v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+    for prefix in PROJECTION_HEAD_PREFIXES:
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        head = _sequential_from(state) if state else None
+        if head is not None and sum(isinstance(m, nn.Linear) for m in head) >= 2:
+            return head
+    raise CheckpointError(f"{source} holds no MLP projection head (looked for "
+                          f"{', '.join(p[:-1] for p in PROJECTION_HEAD_PREFIXES)}); use the "
+                          "backbone's features instead (no projection head option).")
+
+
+def _sequential_from(state: dict[str, torch.Tensor]) -> nn.Sequential | None:
+    """Linear/BatchNorm1d/ReLU layers fitting ``{"<index>.<param>": tensor}``, or None."""
+    layers: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        index, _, name = key.partition(".")
+        if not index.isdigit() or "." in name:
+            return None
+        layers.setdefault(int(index), {})[name] = value
+    modules = []
+    for index in range(max(layers) + 1):
+        params = layers.get(index)
+        if params is None:
+            modules.append(nn.ReLU())
+        elif "weight" in params and params["weight"].ndim == 2:
+            out_dim, in_dim = params["weight"].shape
+            modules.append(nn.Linear(in_dim, out_dim, bias="bias" in params))
+        elif "weight" in params and "running_mean" in params:
+            modules.append(nn.BatchNorm1d(params["weight"].shape[0]))
+        else:
+            return None
+    head = nn.Sequential(*modules)
+    own = head.state_dict()
+    if set(state) - set(own) or any(k not in state and not k.endswith(OPTIONAL_SUFFIXES)
+                                    for k in own):
+        return None
+    try:
+        head.load_state_dict({**own, **state})
+    except RuntimeError:  # shapes that do not chain
+        return None
+    return head

@@ -12,6 +12,7 @@ enter the queue (gathered from every process).
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
@@ -19,7 +20,7 @@ from seedzoo.training.encoders import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
-from seedzoo.training.teachers import load_backbone
+from seedzoo.training.teachers import load_backbone, load_projection_head
 
 
 def seed_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, *,
@@ -46,9 +47,12 @@ class SEED(Method):
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch}``: a model folder, hub id, checkpoint file (MoCo, SimCLR, SwAV,
-      DINO, SEED, torchvision, timm; ``arch`` needed for files) or ``timm:<arch>`` (random: tests
-      only); see :func:`seedzoo.training.load_backbone`. Its pooled features are the embedding;
+    - ``teacher``: ``{source, arch, projection_head}``: a model folder, hub id, checkpoint file
+      (MoCo, SimCLR, SwAV, DINO, SEED, seedzoo run, torchvision, timm; ``arch`` needed for files)
+      or ``timm:<arch>`` (random: tests only); see :func:`seedzoo.training.load_backbone`. The
+      embedding is the backbone's pooled features, or with ``projection_head: true`` the output
+      of the MLP head stored in the checkpoint file (as SEED's reference code distils MoCo-v2's
+      128-d projection; see :func:`seedzoo.training.teachers.load_projection_head`);
     - ``queue_size`` (65536): teacher embeddings kept in the queue;
     - ``student_temperature`` (0.2) and ``teacher_temperature`` (1e-4);
     - ``hidden_dim`` (2048): hidden width of the student head Linear-ReLU-Linear;
@@ -66,10 +70,13 @@ class SEED(Method):
         super().__init__()
         if isinstance(teacher, str):
             teacher = {"source": teacher}
-        if "source" not in teacher or set(teacher) - {"source", "arch"}:
-            raise SeedzooError(f"SEED's teacher is {{source, arch}}, got {sorted(teacher)}.")
+        if "source" not in teacher or set(teacher) - {"source", "arch", "projection_head"}:
+            raise SeedzooError(f"SEED's teacher is {{source, arch, projection_head}}, got "
+                               f"{sorted(teacher)}.")
         self.encoder = build_encoder(student)
         self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
+        if teacher.get("projection_head"):
+            self.teacher = ProjectedTeacher(self.teacher, load_projection_head(teacher["source"]))
         self.teacher.requires_grad_(False)
         dim = feature_dim(self.teacher)
         self.head = mlp_head(feature_dim(self.encoder), dim, hidden_dim)
@@ -112,3 +119,11 @@ class SEED(Method):
                        "loss_small_patch": small_loss}
         self.queue.enqueue(teacher)
         return metrics
+
+
+class ProjectedTeacher(nn.Sequential):
+    """A teacher backbone followed by its own projection head; keeps the backbone's config."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__(backbone, head)
+        self.pretrained_cfg = backbone.pretrained_cfg
