@@ -83,19 +83,17 @@ def run_pull(args) -> int:
     import shutil
     from pathlib import Path
 
-    from seedzoo.zoo.catalog import get_entry
+    from seedzoo.zoo.catalog import download_entry, get_entry
     from seedzoo.zoo.hub import HUB_PREFIX, download, parse_hub_id
 
-    endpoint, revision = args.endpoint, args.revision
+    hub = dict(endpoint=args.endpoint, token=args.token, force_download=args.force)
     if args.spec.startswith(HUB_PREFIX):
-        repo_id, spec_revision = parse_hub_id(args.spec)
-        revision = revision or spec_revision
+        repo_id, revision = parse_hub_id(args.spec)
+        snapshot = download(repo_id, revision=args.revision or revision, **hub)
     else:
         entry = get_entry(args.spec)
-        repo_id, revision = entry.hub["repo_id"], revision or entry.hub["revision"]
-        endpoint = endpoint or entry.hub.get("endpoint")
-    snapshot = download(repo_id, revision=revision, endpoint=endpoint, token=args.token,
-                        force_download=args.force)
+        repo_id, snapshot = entry.hub["repo_id"], download_entry(entry, revision=args.revision,
+                                                                  **hub)
     print(f"{repo_id} at commit {snapshot.name}: {snapshot}")
     if args.out:
         out = Path(args.out)

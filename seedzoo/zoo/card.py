@@ -247,7 +247,7 @@ def _body(facts: ModelFacts) -> str:
                 (("ONNX Runtime fp32", "latency_ms"), ("ONNX Runtime INT8", "int8_ms"),
                  ("torch eager", "torch_ms")) if lat.get(key) is not None]
         parts += ["## Latency\n",
-                  f"Median latency at batch 1, {lat.get('threads') or '?'} threads, on "
+                  f"Median latency at batch 1, {lat.get('threads') or '?'} thread(s), on "
                   f"{lat.get('machine') or 'an unrecorded machine'} (`seedzoo bench`):\n",
                   _table(rows, ["backend", "ms"]) + "\n"]
     parts.append("## Reproduce\n")

@@ -124,6 +124,32 @@ def get_entry(name: str) -> ModelEntry:
     return entry
 
 
+def download_entry(entry: ModelEntry, *, revision: str | None = None,
+                   endpoint: str | None = None, token: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, offline: bool | None = None,
+                   force_download: bool = False, files: tuple[str, ...] | None = None) -> Path:
+    """The cached snapshot of ``entry``: downloaded from its hub, or, when it is not on a public
+    hub (and no ``endpoint`` is given), looked up in the local cache only. When neither has it,
+    the error says how to rebuild it."""
+    from seedzoo.zoo.hub import HUB_FILES, download, hub_cache_dir
+
+    if not entry.public and endpoint is None:
+        offline = True
+    try:
+        return download(entry.hub["repo_id"], revision=revision or entry.hub["revision"],
+                        endpoint=endpoint or entry.hub.get("endpoint"), token=token,
+                        cache_dir=cache_dir, offline=offline, force_download=force_download,
+                        files=files or HUB_FILES)
+    except ModelNotFoundError as error:
+        rebuild = (f"build it yourself with: {entry.command}" if entry.command
+                   else f"rebuild it with the recipe {entry.recipe}")
+        if entry.public:
+            raise ModelNotFoundError(f"{error} Or {rebuild}") from None
+        raise ModelNotFoundError(
+            f"{entry.name} is {NOT_PUBLIC} and is not in the local Hugging Face cache "
+            f"({hub_cache_dir(cache_dir)}); {rebuild}") from None
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

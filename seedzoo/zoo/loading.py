@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
-from seedzoo.zoo.catalog import NOT_PUBLIC, ModelEntry, closest_names, find_entry
-from seedzoo.zoo.hub import HUB_FILES, HUB_PREFIX, download, hub_cache_dir, parse_hub_id
+from seedzoo.zoo.catalog import ModelEntry, closest_names, download_entry, find_entry
+from seedzoo.zoo.hub import HUB_FILES, HUB_PREFIX, download, parse_hub_id
 from seedzoo.zoo.pretrained import (CONFIG_NAME, create_encoder, encoder_from_config,
                                     load_pretrained_folder, read_config, read_safetensors)
 
@@ -103,39 +103,31 @@ def load_from_hub(repo_id: str, *, revision: str | None = None, pretrained: bool
                   endpoint: str | None = None, token: str | None = None,
                   cache_dir: str | os.PathLike | None = None,
                   offline: bool | None = None) -> nn.Module:
-    """The encoder published as ``repo_id`` (config.json + model.safetensors) at ``revision``.
-
-    Its ``pretrained_cfg`` records ``hf_hub_id`` as ``org/name@<commit sha>``: the exact
-    weights, whatever branch was asked for.
-    """
-    files = HUB_FILES if pretrained else (CONFIG_NAME,)
+    """The encoder published as ``repo_id`` (config.json + model.safetensors) at ``revision``."""
     snapshot = download(repo_id, revision=revision, endpoint=endpoint, token=token,
-                        cache_dir=cache_dir, offline=offline, files=files)
+                        cache_dir=cache_dir, offline=offline, files=_files(pretrained))
+    return _load_snapshot(repo_id, snapshot, pretrained)
+
+
+def load_catalog_entry(entry: ModelEntry, *, revision: str | None = None,
+                       pretrained: bool = True, **hub) -> nn.Module:
+    """The catalog model ``entry``, from its hub or (when it is not public) the local cache;
+    ``hub`` as in :func:`seedzoo.zoo.catalog.download_entry`."""
+    snapshot = download_entry(entry, revision=revision, files=_files(pretrained), **hub)
+    return _load_snapshot(entry.hub["repo_id"], snapshot, pretrained)
+
+
+def _files(pretrained: bool) -> tuple[str, ...]:
+    return HUB_FILES if pretrained else (CONFIG_NAME,)
+
+
+def _load_snapshot(repo_id: str, snapshot: Path, pretrained: bool) -> nn.Module:
+    """The encoder in a downloaded snapshot; its ``pretrained_cfg`` records ``hf_hub_id`` as
+    ``org/name@<commit sha>``: the exact weights, whatever branch was asked for."""
     model = _load_folder(snapshot, pretrained)
     model.pretrained_cfg = {**model.pretrained_cfg, "hf_hub_id": f"{repo_id}@{snapshot.name}",
                             "source": "hf-hub"}
     return model
-
-
-def load_catalog_entry(entry: ModelEntry, *, revision: str | None = None,
-                       pretrained: bool = True, endpoint: str | None = None,
-                       token: str | None = None, cache_dir: str | os.PathLike | None = None,
-                       offline: bool | None = None) -> nn.Module:
-    """The catalog model ``entry`` from its hub (or, when not public, the local cache)."""
-    if not entry.public:
-        offline = True if endpoint is None else offline
-    try:
-        return load_from_hub(entry.hub["repo_id"], revision=revision or entry.hub["revision"],
-                             pretrained=pretrained, endpoint=endpoint or entry.hub.get("endpoint"),
-                             token=token, cache_dir=cache_dir, offline=offline)
-    except ModelNotFoundError as error:
-        rebuild = (f"build it yourself with: {entry.command}" if entry.command
-                   else f"rebuild it with the recipe {entry.recipe}")
-        if entry.public:
-            raise ModelNotFoundError(f"{error} Or {rebuild}") from None
-        raise ModelNotFoundError(
-            f"{entry.name} is {NOT_PUBLIC} and is not in the local Hugging Face cache "
-            f"({hub_cache_dir(cache_dir)}); {rebuild}") from None
 
 
 def _unknown_spec_message(spec: str) -> str:

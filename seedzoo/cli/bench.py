@@ -1,0 +1,90 @@
+"""`seedzoo bench`: torch eager vs ONNX Runtime latency, measured side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    return sizes
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="latency of torch eager vs ONNX Runtime fp32 (and INT8), side by side",
+        description="Time the torch model (eager), its ONNX file in ONNX Runtime through "
+        "seedzoo's OrtEncoder and through a bare InferenceSession.run, and an INT8 file when "
+        "given: same input, same threads, interleaved after warm-up until the time budget is "
+        "spent. Prints p50/p90/p99 latency, images/s and the ORT/torch, INT8/fp32 and "
+        "seedzoo/bare ratios, and says plainly when ORT or INT8 is slower. The JSON also "
+        "records the machine, library versions, thread and session settings and load average. "
+        "Without --onnx the model is exported (and validated) to a temporary file first.",
+        epilog="example: seedzoo bench --model timm:resnet18 --onnx resnet18.onnx "
+        "--int8 resnet18.int8.onnx --batch-sizes 1,32 --threads 2 --out bench.json")
+    parser.add_argument("--model", required=True, metavar="SPEC",
+                        help="the torch model, as seedzoo.load takes it (timm:<arch>, a catalog "
+                        "name, hf-hub:org/name, a folder, or a weights file with --arch)")
+    parser.add_argument("--arch", help="architecture of a weights-file --model")
+    parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+    parser.add_argument("--onnx", metavar="FILE", help="fp32 ONNX file exported from --model "
+                        "(default: export one to a temporary folder)")
+    parser.add_argument("--int8", metavar="FILE", help="INT8 ONNX file (seedzoo export --int8)")
+    parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="B,B,..",
+                        help="comma-separated batch sizes (default: 1,8,32)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="threads for torch and ONNX Runtime alike (default: torch's)")
+    parser.add_argument("--budget", type=float, default=5.0, metavar="SECONDS",
+                        help="measuring time per batch size after warm-up, shared by the "
+                        "backends (default: %(default)s)")
+    parser.add_argument("--min-iterations", type=int, default=5, metavar="N",
+                        help="calls per backend and batch size at least, whatever the budget "
+                        "(default: %(default)s)")
+    parser.add_argument("--out", metavar="FILE.json", help="write the full result as JSON")
+    parser.add_argument("--validate-dataset", default="fashion-mnist", metavar="NAME",
+                        help="dataset validating the temporary export made without --onnx "
+                        "(default: %(default)s)")
+    parser.add_argument("--data-root", metavar="DIR", help="where datasets are looked for")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from seedzoo.errors import SeedzooError
+    from seedzoo.evaluation.latency import benchmark_latency, format_latency_table
+    from seedzoo.evaluation.onnx_export import export_onnx, model_source
+    from seedzoo.zoo import load
+
+    if args.threads is not None and args.threads < 1:
+        raise SeedzooError(f"--threads must be at least 1, got {args.threads}.")
+    model = load(args.model, arch=args.arch, revision=args.revision)
+    with tempfile.TemporaryDirectory(prefix="seedzoo-bench-") as tmp:
+        onnx_path = args.onnx
+        if onnx_path is None:
+            onnx_path = export_onnx(model, Path(tmp) / "model.onnx",
+                                    model_id=model_source(model)[0] or args.model,
+                                    validate_dataset=args.validate_dataset,
+                                    data_root=args.data_root).path
+        result = benchmark_latency(model, onnx_path, int8_path=args.int8,
+                                   batch_sizes=args.batch_sizes, threads=args.threads,
+                                   budget_s=args.budget, min_iterations=args.min_iterations)
+    result["arguments"] = {key: value for key, value in vars(args).items() if key != "func"}
+    print(format_latency_table(result))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = out.with_name(out.name + ".tmp")
+        tmp_out.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp_out, out)
+        print(f"Wrote {out}")
+    return 0

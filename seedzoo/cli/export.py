@@ -1,0 +1,90 @@
+"""`seedzoo export`: a validated, self-describing ONNX file (and optionally its INT8 copy)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export an encoder to ONNX, validated against torch (optionally INT8)",
+        description="Export an encoder to ONNX with a dynamic batch axis (torch.onnx dynamo "
+        "exporter, explicit opset). The file records its preprocessing (input size, mean, std, "
+        "interpolation, crop) and the source model id and revision in its metadata. It is "
+        "checked by onnx.checker and validated against torch on real images of "
+        "--validate-dataset at batch 1 and 8; a disagreement is an error and leaves no file. "
+        "With --int8 a statically quantized copy (QDQ, per-channel weights) is calibrated on "
+        "--calib-dataset, and with --knn-dataset its k-NN top-1 is shown next to fp32's.",
+        epilog="example: seedzoo export --model timm:resnet18 --out resnet18.onnx "
+        "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist")
+    parser.add_argument("--model", required=True, metavar="SPEC",
+                        help="what seedzoo.load takes: a catalog name, hf-hub:org/name[@rev], "
+                        "timm:<arch>, an encoder folder, or a weights file with --arch")
+    parser.add_argument("--arch", help="architecture of a weights-file --model (e.g. resnet18)")
+    parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+    parser.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write it")
+    parser.add_argument("--opset", type=int, default=18,
+                        help="ONNX opset, 17 or later (default: %(default)s)")
+    parser.add_argument("--validate-dataset", default="fashion-mnist", metavar="NAME",
+                        help="registry dataset whose test images validate the export "
+                        "(default: %(default)s; also digits, cifar10, imagefolder:<path>, ...)")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="where datasets are looked for (default $SEEDZOO_DATA_ROOT or ./data)")
+    int8 = parser.add_argument_group("INT8 quantization")
+    int8.add_argument("--int8", action="store_true",
+                      help="also write a static INT8 copy (QDQ; int8 per-channel weights, uint8 "
+                      "activations)")
+    int8.add_argument("--int8-out", metavar="FILE.onnx",
+                      help="where the INT8 copy goes (default: <out stem>.int8.onnx)")
+    int8.add_argument("--calib-dataset", default="fashion-mnist", metavar="NAME",
+                      help="registry dataset whose training images calibrate activation ranges "
+                      "(default: %(default)s)")
+    int8.add_argument("--calib-size", type=int, default=256, metavar="N",
+                      help="calibration images, a seeded random subset (default: %(default)s)")
+    int8.add_argument("--knn-dataset", metavar="NAME",
+                      help="compare the k-NN top-1 of fp32 and INT8 on this dataset")
+    int8.add_argument("--knn-train", type=int, default=2000, metavar="N",
+                      help="training images in the k-NN bank, a seeded subset "
+                      "(default: %(default)s)")
+    int8.add_argument("--knn-test", type=int, default=1000, metavar="N",
+                      help="test images classified, a seeded subset (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from seedzoo.errors import SeedzooError
+    from seedzoo.evaluation.onnx_export import export_onnx, model_source
+    from seedzoo.zoo import load
+
+    if args.knn_dataset and not args.int8:
+        raise SeedzooError("--knn-dataset compares fp32 with INT8; add --int8.")
+    model = load(args.model, arch=args.arch, revision=args.revision)
+    hub_id, _ = model_source(model)  # a hub model knows its id and commit itself
+    report = export_onnx(model, args.out, opset=args.opset, model_id=hub_id or args.model,
+                         validate_dataset=args.validate_dataset, data_root=args.data_root)
+    meta = report.metadata
+    print(f"Exported {meta.get('model_id', meta['architecture'])} -> {report.path} (opset "
+          f"{report.opset}, {report.exporter}, {report.nodes} nodes, "
+          f"{report.size_bytes / 1e6:.1f} MB, {report.seconds:.1f} s)")
+    print(f"onnx.checker: passed. Validation against torch on {report.validation.dataset} test "
+          f"images: {report.validation.summary()}")
+    print("Metadata: " + ", ".join(f"{key}={meta[key]}" for key in (
+        "input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "revision")
+        if key in meta))
+    if args.int8:
+        from seedzoo.evaluation.quantize import compare_knn, quantize_int8
+
+        out = Path(args.int8_out) if args.int8_out else report.path.with_suffix(".int8.onnx")
+        quantized = quantize_int8(report.path, out, calib_dataset=args.calib_dataset,
+                                  calib_size=args.calib_size, data_root=args.data_root)
+        print(f"INT8 -> {quantized.path} ({quantized.settings}; calibrated on "
+              f"{quantized.calib_size} {quantized.calib_dataset} training images; "
+              f"{quantized.size_bytes / 1e6:.1f} MB vs {quantized.fp32_size_bytes / 1e6:.1f} MB "
+              f"fp32, {quantized.seconds:.1f} s)")
+        if args.knn_dataset:
+            knn = compare_knn(report.path, out, args.knn_dataset, train_limit=args.knn_train,
+                              test_limit=args.knn_test, data_root=args.data_root)
+            print(f"k-NN top-1 (k={knn['k']}) on {knn['dataset']} ({knn['train_samples']} bank, "
+                  f"{knn['test_samples']} queries): fp32 {knn['fp32_top1']:.2f}%, INT8 "
+                  f"{knn['int8_top1']:.2f}% ({knn['int8_minus_fp32_points']:+.2f} points)")
+    return 0
