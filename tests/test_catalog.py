@@ -74,8 +74,8 @@ def test_add_from_a_run_then_list_and_load_by_name(catalog, run, hf_cache, tmp_p
     assert json.loads(capsys.readouterr().out)[0]["evaluations"] == {"fashion-mnist": FMNIST}
 
 
-def test_an_entry_not_in_the_cache_explains_how_to_rebuild_it(catalog, run, hf_cache,
-                                                              tmp_path, monkeypatch):
+def test_an_entry_not_in_the_cache_explains_how_to_rebuild_it(catalog, run, hf_cache, tmp_path,
+                                                              monkeypatch, capsys):
     _, run_dir, eval_json = run
     add_entry("seed-tiny-fmnist", run_dir, [eval_json], cards_dir=tmp_path / "cards",
               command="bash scripts/main_job.sh")
@@ -87,6 +87,8 @@ def test_an_entry_not_in_the_cache_explains_how_to_rebuild_it(catalog, run, hf_c
     assert "not published on a public hub and is not in the local Hugging Face cache" in \
         str(error.value)
     assert "build it yourself with: bash scripts/main_job.sh" in str(error.value)
+    assert main(["pull", "seed-tiny-fmnist"]) == 2
+    assert "build it yourself with: bash scripts/main_job.sh" in capsys.readouterr().err
 
 
 def test_a_public_entry_loads_from_its_hub_and_explains_when_it_cannot(catalog, run, hub,
