@@ -88,7 +88,7 @@ def read_evaluation(source) -> Evaluation:
                            "a seedzoo evaluation JSON: it needs a non-empty 'metrics' object and "
                            "'config.dataset' (write one with `seedzoo eval --out`).")
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    return Evaluation(config["dataset"], config.get("split", "test"), numbers, config)
+    return Evaluation(config["dataset"], config.get("test_split", "test"), numbers, config)
 
 
 def read_latency(source) -> dict | None:
