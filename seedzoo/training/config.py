@@ -40,6 +40,7 @@ class DataConfig:
     image_size: int = 32                  # side of the training crops, in pixels
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    crop_pct: float = 1.0                 # evaluation centre crop recorded with the encoder
     views: str | None = None              # view recipe; null = the method's default
     view_options: dict = field(default_factory=dict)  # extra options of the view recipe
     batch_size: int = 256                 # global batch, split evenly across processes
@@ -126,6 +127,8 @@ def validate(config: Config) -> Config:
     for where, value in (("data.mean", config.data.mean), ("data.std", config.data.std)):
         if len(value) != 3:
             raise SeedzooError(f"{where} needs 3 values (R, G, B), got {value}.")
+    if not 0 < config.data.crop_pct <= 1:
+        raise SeedzooError(f"data.crop_pct must be in (0, 1], got {config.data.crop_pct}.")
     if config.data.limit is not None and config.data.limit < 1:
         raise SeedzooError(f"data.limit must be at least 1 or null, got {config.data.limit}.")
     return config

@@ -35,7 +35,7 @@ from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.training import distributed
 from seedzoo.training.checkpoint import (gather_rng_states, load_checkpoint,
                                          restore_rng_states, save_checkpoint)
-from seedzoo.training.config import RUN_CONFIG_NAME, Config, save_config
+from seedzoo.training.config import RUN_CONFIG_NAME, Config, DataConfig, save_config
 from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -111,6 +111,15 @@ def build_method_from(config: Config):
     return build_method(config.method_name, **config.method_options)
 
 
+def set_training_preprocessing(encoder, data: DataConfig) -> None:
+    """Record the training crops' size and normalisation as the encoder's ``pretrained_cfg``, so
+    evaluation (and the exported ``config.json``) preprocesses images the same way."""
+    encoder.pretrained_cfg = {
+        **encoder.pretrained_cfg, "input_size": (3, data.image_size, data.image_size),
+        "mean": tuple(data.mean), "std": tuple(data.std), "crop_pct": data.crop_pct,
+        "interpolation": data.view_options.get("interpolation", "bilinear")}
+
+
 def _select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SeedzooError("train.device is cuda but no CUDA GPU is visible; use "
@@ -177,6 +186,10 @@ class Trainer:
         if opt.sync_bn and world > 1:
             self.method = distributed.convert_sync_batchnorm(self.method, device)
         self.method.to(device)
+        set_training_preprocessing(self.method.encoder, data)
+        report = getattr(self.method, "teacher_report", None)  # what a teacher load took/skipped
+        if report is not None and distributed.is_main_process():
+            print(report.summary())
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
         from seedzoo.training.views import build_views
@@ -383,7 +396,10 @@ class Trainer:
         if not monitor.every_epochs or self.epoch % monitor.every_epochs:
             return
         if distributed.is_main_process():
-            top1 = knn_top1(self.method.encoder, self.config)
+            # Data loaders draw from the global RNG; the run must not notice the monitor.
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
+                                       else []):
+                top1 = knn_top1(self.method.encoder, self.config, self.device)
             print(f"epoch {self.epoch}: k-NN top-1 {top1:.2f}%")
             self.log.write({"step": self.global_step, "epoch": self.epoch, "knn_top1": top1})
         self.method.train()
@@ -408,23 +424,31 @@ class Trainer:
         }
 
     def export(self, summary: dict) -> None:
-        """Write the encoder with the training preprocessing, and the summary."""
+        """Write the encoder (its pretrained_cfg is the training preprocessing) and the summary."""
         from seedzoo.zoo import save_pretrained
 
-        data = self.config.data
-        encoder = self.method.encoder
-        encoder.pretrained_cfg = {
-            **encoder.pretrained_cfg, "input_size": (3, data.image_size, data.image_size),
-            "mean": tuple(data.mean), "std": tuple(data.std), "crop_pct": 1.0,
-            "interpolation": data.view_options.get("interpolation", "bilinear")}
-        save_pretrained(encoder, self.run_dir / ENCODER_DIR)
+        save_pretrained(self.method.encoder, self.run_dir / ENCODER_DIR)
         tmp = self.run_dir / (SUMMARY_NAME + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.run_dir / SUMMARY_NAME)
 
 
-def knn_top1(encoder, config: Config) -> float:
-    raise NotImplementedError
+def knn_top1(encoder, config: Config, device: torch.device) -> float:
+    """k-NN (k = ``train.knn_monitor.k``) top-1 accuracy in % of ``encoder`` on seeded subsets of
+    the monitor dataset's train (memory) and test splits, with the training preprocessing."""
+    from seedzoo.evaluation.features import dataset_features
+    from seedzoo.evaluation.knn import knn_classify
+
+    monitor = config.train.knn_monitor
+    dataset = monitor.dataset or config.data.dataset
+    options = dict(spec="training", root=config.data.root, seed=config.train.seed, cache=None,
+                   device=device, channels_last=False, progress=False)
+    train_x, train_y = dataset_features(encoder, dataset, "train", limit=monitor.train_limit,
+                                        **options)
+    test_x, test_y = dataset_features(encoder, dataset, "test", limit=monitor.test_limit,
+                                      **options)
+    predicted = knn_classify(train_x, train_y, test_x, k=monitor.k)
+    return 100.0 * float((predicted == test_y).float().mean())
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict:
