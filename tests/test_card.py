@@ -49,7 +49,7 @@ def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
     assert 'seedzoo.load("hf-hub:org/seed-tiny")' in text
     assert 'timm.create_model("hf-hub:org/seed-tiny", pretrained=True, num_classes=0)' in text
     assert "frozen teacher `runs/teacher/encoder (resnet50)`" in text
-    assert "| fewshot_10pct_top1 | 0.7402 | - |" in text
+    assert "| fewshot_10pct_top1 | 74.02 | - |" in text
     assert "2 thread(s), on Test CPU @ 2.0GHz" in text
     assert "| ONNX Runtime fp32 | 1.70 |" in text and "| ONNX Runtime INT8 | 2.50 |" in text
     assert "| torch eager | 4.20 |" in text

@@ -23,6 +23,9 @@ HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "yle
                 "cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
 # The Hub groups model-index results by task and dataset; the metric names say the protocol.
 TASK_NAME = "Image classification from frozen features (k-NN, linear and few-shot probes)"
+_PROTOCOLS = (("knn_", "weighted k-NN on L2-normalised features, top-1/top-5 at each k"),
+              ("linear_", "linear probe"),
+              ("fewshot_", "linear probes on class-balanced 1% and 10% label subsets"))
 
 
 @dataclass(frozen=True)
@@ -233,11 +236,14 @@ def _body(facts: ModelFacts) -> str:
     if facts.evaluations:
         datasets = [e.dataset for e in facts.evaluations]
         metrics = list(dict.fromkeys(m for e in facts.evaluations for m in e.metrics))
-        rows = [[m, *(f"{e.metrics[m]:.4f}" if m in e.metrics else "-"
+        rows = [[m, *(f"{100 * e.metrics[m]:.2f}" if m in e.metrics else "-"
                       for e in facts.evaluations)] for m in metrics]
-        parts.append("Measured with `seedzoo eval` on frozen features (weighted k-NN, linear "
-                     "probe, few-shot linear probe on 1%/10% of the labels); split: "
-                     + ", ".join(f"{e.dataset} {e.split}" for e in facts.evaluations) + ".\n")
+        protocols = [text for prefix, text in _PROTOCOLS if any(m.startswith(prefix)
+                                                                 for m in metrics)]
+        parts.append("Accuracy (%) of the frozen features, measured with `seedzoo eval` ("
+                     + "; ".join(protocols) + ") on the "
+                     + ", ".join(f"{e.dataset} {e.split}" for e in facts.evaluations)
+                     + " split, training only on the train split.\n")
         parts.append(_table(rows, ["metric", *datasets]) + "\n")
     else:
         parts.append("Not evaluated yet.\n")
