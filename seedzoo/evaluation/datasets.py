@@ -82,9 +82,9 @@ def _find_idx(directories: list[Path], stem: str) -> Path | None:
     return None
 
 
-def _mnist_like(folder: str, classes, extra_dirs: list[Path], how_to_get: str):
+def _mnist_like(folder: str, classes, how_to_get: str, system_dirs: Callable[[], list[Path]]):
     def load(split: str, root: Path, transform):
-        directories = [root / folder / "raw", root / folder, root] + extra_dirs
+        directories = [root / folder / "raw", root / folder, root] + system_dirs()
         prefix = "train" if split == "train" else "t10k"
         images = _find_idx(directories, f"{prefix}-images-idx3-ubyte")
         labels = _find_idx(directories, f"{prefix}-labels-idx1-ubyte")
@@ -148,13 +148,15 @@ _CIFAR_HELP = ("Download it once on a machine with internet, e.g. "
 
 _LOADERS: dict[str, Callable] = {
     "fashion-mnist": _mnist_like(
-        "FashionMNIST", FASHION_MNIST_CLASSES, [DEBIAN_FASHION_MNIST],
+        "FashionMNIST", FASHION_MNIST_CLASSES,
         "Install the Debian package (`apt-get install dataset-fashion-mnist`) or place the files "
-        "under <data-root>/FashionMNIST/raw/."),
+        "under <data-root>/FashionMNIST/raw/.",
+        system_dirs=lambda: [DEBIAN_FASHION_MNIST]),
     "mnist": _mnist_like(
-        "MNIST", [str(i) for i in range(10)], [],
+        "MNIST", [str(i) for i in range(10)],
         "Place the MNIST IDX files under <data-root>/MNIST/raw/ "
-        "(torchvision.datasets.MNIST(root, download=True) writes them there)."),
+        "(torchvision.datasets.MNIST(root, download=True) writes them there).",
+        system_dirs=list),
     "cifar10": _torchvision("CIFAR10", _CIFAR_HELP.format(cls="CIFAR10", root="data")),
     "cifar100": _torchvision("CIFAR100", _CIFAR_HELP.format(cls="CIFAR100", root="data")),
     "stl10": _torchvision("STL10", _CIFAR_HELP.format(cls="STL10", root="data")),

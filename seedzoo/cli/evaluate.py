@@ -1,0 +1,175 @@
+"""`seedzoo eval`: measure a frozen encoder's features on a downstream dataset."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DESCRIPTION = """\
+Evaluate the frozen features of an encoder on a dataset's test split, training only on its
+train split: weighted k-NN (cosine, exp(sim/T) votes; k 10, 20, 100, 200), a linear probe
+(logistic regression on standardised features, weight decay chosen on held-out training
+data) and few-shot linear probes on class-balanced 1% and 10% subsets. Features are
+extracted once and cached on disk. Prints a table; --out writes the results as JSON
+(metrics + full configuration + package versions)."""
+
+EPILOG = """\
+model specs: pixels (raw pixels, the baseline), timm:<arch> (random weights), a catalog
+name, hf-hub:<org>/<name>[@revision], a folder with config.json + model.safetensors, or a
+weights file with --arch.
+datasets: fashion-mnist, mnist, cifar10, cifar100, stl10, digits, imagefolder:<path>.
+
+examples:
+  seedzoo eval --model pixels --dataset fashion-mnist --protocol knn
+  seedzoo eval --model timm:resnet18 --dataset digits --out results/r18-digits.json
+  seedzoo eval --model student/ --dataset cifar10 --data-root ~/data --protocol knn,linear
+  seedzoo eval --backend onnxruntime --onnx student.onnx --dataset fashion-mnist
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
+            from None
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="k-NN, linear-probe and few-shot accuracy of a frozen encoder",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to evaluate")
+    what.add_argument("--model", metavar="SPEC",
+                      help="encoder to evaluate (see model specs below); with --onnx it only "
+                           "names the model in the results (default: the .onnx path)")
+    what.add_argument("--arch", help="timm architecture of a plain weights file given as --model")
+    what.add_argument("--dataset", required=True, metavar="NAME",
+                      help="downstream dataset (see datasets below)")
+    what.add_argument("--data-root", metavar="DIR",
+                      help="folder holding torchvision-style datasets "
+                           "(default: $SEEDZOO_DATA_ROOT or ./data)")
+    what.add_argument("--protocol", default="knn,linear,fewshot", metavar="LIST",
+                      help="comma-separated protocols among knn, linear, fewshot "
+                           "(default: all three)")
+    what.add_argument("--limit-train", type=_positive_int, metavar="N",
+                      help="use a seeded random subset of N training images (quick runs)")
+    what.add_argument("--limit-test", type=_positive_int, metavar="N",
+                      help="use a seeded random subset of N test images (quick runs)")
+    what.add_argument("--seed", type=int, default=0,
+                      help="seed of subsets, held-out splits and probe training (default 0)")
+
+    run = parser.add_argument_group("how to run")
+    run.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
+                     help="torch (default), or onnxruntime to run an exported --onnx file")
+    run.add_argument("--onnx", metavar="FILE",
+                     help="exported encoder to run with ONNX Runtime (implies "
+                          "--backend onnxruntime)")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="ONNX Runtime intra-op threads (default: its own choice)")
+    run.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
+                                      "(default: cuda if available)")
+    run.add_argument("--batch-size", type=_positive_int, default=256,
+                     help="images per forward pass (default 256)")
+    run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                     help="data-loading worker processes (default: min(4, CPUs))")
+    run.add_argument("--cache-dir", metavar="DIR",
+                     help="feature cache folder (default: $SEEDZOO_CACHE/features or "
+                          "~/.cache/seedzoo/features)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="extract features afresh and do not store them")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    knn = parser.add_argument_group("k-NN")
+    knn.add_argument("--knn-k", type=_int_list, default=[10, 20, 100, 200], metavar="LIST",
+                     help="neighbour counts, all scored from one search (default 10,20,100,200)")
+    knn.add_argument("--knn-temperature", type=float, default=0.07, metavar="T",
+                     help="vote weight exp(similarity / T) (default 0.07)")
+    knn.add_argument("--knn-weights", choices=("distance", "uniform"), default="distance",
+                     help="distance: exp(sim/T) votes (default); uniform: majority vote")
+
+    probe = parser.add_argument_group("linear probe and few-shot")
+    probe.add_argument("--probe-epochs", type=_positive_int, default=30, metavar="N",
+                       help="SGD epochs over the training features (default 30)")
+    probe.add_argument("--probe-lr", type=float, default=0.05, metavar="LR",
+                       help="peak learning rate, cosine-annealed to zero (default 0.05)")
+    probe.add_argument("--probe-min-steps", type=_positive_int, default=500, metavar="N",
+                       help="at least this many SGD steps, so small (few-shot) sets converge "
+                            "(default 500)")
+    probe.add_argument("--weight-decays", type=_float_list, metavar="LIST",
+                       help="weight-decay grid, chosen on held-out training features "
+                            "(default 0,1e-5,1e-4,1e-3,1e-2)")
+
+    parser.add_argument("--out", metavar="FILE", help="write the results JSON here (atomically)")
+    parser.set_defaults(func=run_eval)
+
+
+def _load(args):
+    """(encoder, spec, extra config) for the parsed arguments."""
+    from seedzoo.errors import SeedzooError
+
+    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    if backend == "torch":
+        if args.onnx:
+            raise SeedzooError("--onnx runs with ONNX Runtime; drop --backend torch or --onnx.")
+        if not args.model:
+            raise SeedzooError("Say which encoder to evaluate with --model (e.g. --model pixels "
+                               "or --model timm:resnet18), or give an exported one with --onnx.")
+        from seedzoo.evaluation.encoders import load_encoder
+
+        return (load_encoder(args.model, arch=args.arch), args.model,
+                {"backend": "torch", "onnx": None})
+    if not args.onnx:
+        raise SeedzooError("--backend onnxruntime needs the exported model: --onnx model.onnx "
+                           "(write one with `seedzoo export`).")
+    try:
+        from seedzoo.evaluation.ort import OrtEncoder
+    except ImportError as error:
+        raise SeedzooError(f"The ONNX Runtime backend is not available ({error}); evaluate "
+                           "with --backend torch.") from None
+    encoder = OrtEncoder(args.onnx, threads=args.threads)
+    return encoder, args.model or args.onnx, {"backend": "onnxruntime", "onnx": args.onnx,
+                                              "threads": args.threads}
+
+
+def run_eval(args) -> int:
+    from seedzoo.evaluation.protocols import evaluate, parse_protocols
+    from seedzoo.evaluation.report import format_report, write_report
+
+    protocols = parse_protocols(args.protocol)
+    model, spec, config = _load(args)
+    probe_options = {"epochs": args.probe_epochs, "lr": args.probe_lr,
+                     "min_steps": args.probe_min_steps}
+    if args.weight_decays:
+        probe_options["weight_decays"] = args.weight_decays
+    device = "cpu" if config["backend"] == "onnxruntime" else args.device
+    report = evaluate(
+        model, args.dataset, spec=spec, protocols=protocols, root=args.data_root,
+        seed=args.seed, ks=args.knn_k, temperature=args.knn_temperature,
+        knn_weights=args.knn_weights, probe_options=probe_options,
+        limit_train=args.limit_train, limit_test=args.limit_test, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, batch_size=args.batch_size, num_workers=args.workers,
+        device=device, progress=not args.quiet, config=config)
+    print(format_report(report))
+    if args.out:
+        print(f"results written to {write_report(report, args.out)}")
+    return 0

@@ -1,0 +1,188 @@
+"""Frozen features of a dataset, extracted once and cached on disk.
+
+:func:`extract_features` runs any encoder (a torch module, or any callable mapping a float
+batch ``(B, C, H, W)`` to ``(B, D)`` features, such as an ONNX Runtime session wrapper) over a
+dataset in batches. :func:`dataset_features` adds the dataset, the encoder's transform and a
+:class:`FeatureCache`: features are stored as safetensors files keyed by (model spec, weights
+fingerprint, dataset, split, subset, transform), so the k-NN and the linear probe of one
+encoder share one extraction, and changing the weights changes the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+FEATURES_KEY = "features"
+LABELS_KEY = "labels"
+
+
+def default_cache_dir() -> Path:
+    """``$SEEDZOO_CACHE/features``, else ``~/.cache/seedzoo/features``."""
+    base = os.environ.get("SEEDZOO_CACHE") or Path.home() / ".cache" / "seedzoo"
+    return Path(base) / "features"
+
+
+def weights_fingerprint(model) -> str:
+    """A sha256 identifying the model's weights.
+
+    Uses ``model.fingerprint`` when the model provides one (e.g. the hash of an ONNX file),
+    else hashes every tensor of the state dict (names, dtypes, shapes and values).
+    """
+    own = getattr(model, "fingerprint", None)
+    if isinstance(own, str) and own:
+        return own
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    state = model.state_dict() if hasattr(model, "state_dict") else {}
+    for name, tensor in sorted(state.items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _uses_convolutions(model) -> bool:
+    return isinstance(model, nn.Module) and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int = 0,
+                     device: str | torch.device | None = None, channels_last: bool | None = None,
+                     progress: bool = True, desc: str = "features"
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features (N, D) float32, labels (N,) int64)`` of every ``(image, label)`` in ``dataset``.
+
+    ``dataset`` must already yield tensors (give it the encoder's transform). A torch module
+    is put in eval mode and moved to ``device`` (default: CUDA if available); other
+    callables are fed CPU batches. ``channels_last=None`` turns channels-last memory on for
+    convolutional torch modules.
+    """
+    from tqdm.auto import tqdm
+
+    is_module = isinstance(model, nn.Module)
+    device = torch.device(device) if device is not None else (
+        _default_device() if is_module else torch.device("cpu"))
+    if channels_last is None:
+        channels_last = _uses_convolutions(model)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if is_module:
+        model.eval().to(device=device, memory_format=memory_format)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=False)
+    features = torch.empty(0)
+    labels = torch.empty(len(dataset), dtype=torch.int64)
+    start = 0
+    for images, targets in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
+                                disable=not progress):
+        images = images.to(device, non_blocking=True)
+        if images.ndim == 4:
+            images = images.contiguous(memory_format=memory_format)
+        output = model(images)
+        output = torch.as_tensor(output).flatten(1).float().cpu()
+        if start == 0:
+            features = torch.empty(len(dataset), output.shape[1], dtype=torch.float32)
+        features[start:start + len(output)] = output
+        labels[start:start + len(output)] = torch.as_tensor(targets)
+        start += len(output)
+    return features, labels
+
+
+class FeatureCache:
+    """Features stored as ``<dataset>-<split>-<key hash>.safetensors`` files in one folder.
+
+    The key is a JSON-able dict; the file also records it in its metadata. Files are written
+    atomically; an unreadable file counts as missing.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None):
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+
+    @staticmethod
+    def digest(key: dict) -> str:
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def path(self, key: dict) -> Path:
+        label = "-".join(str(key.get(part, "")) for part in ("dataset", "split"))
+        label = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[-60:]
+        return self.folder / f"{label}-{self.digest(key)[:24]}.safetensors"
+
+    def load(self, key: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            tensors = load_file(str(path))
+            return tensors[FEATURES_KEY], tensors[LABELS_KEY]
+        except (SafetensorError, OSError, KeyError, ValueError):
+            return None
+
+    def save(self, key: dict, features: torch.Tensor, labels: torch.Tensor) -> Path:
+        from safetensors.torch import save_file
+
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        metadata = {"key": json.dumps(key, sort_keys=True, default=str)}
+        save_file({FEATURES_KEY: features.contiguous(), LABELS_KEY: labels.contiguous()},
+                  str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+        return path
+
+
+def subset_indices(size: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
+    """Sorted seeded random ``limit`` of ``range(size)``, or ``None`` for everything."""
+    if limit is None or limit >= size:
+        return None
+    if limit < 1:
+        from seedzoo.errors import SeedzooError
+
+        raise SeedzooError(f"A sample limit must be positive, got {limit}.")
+    return np.sort(np.random.default_rng(seed).permutation(size)[:limit])
+
+
+def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
+                     transform=None, limit: int | None = None, seed: int = 0,
+                     cache: FeatureCache | None = None, fingerprint: str | None = None,
+                     **extract_options) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of ``split`` of dataset ``dataset`` under ``model``, through ``cache``.
+
+    ``spec`` names the model in the cache key next to its weights ``fingerprint`` (computed
+    when not given). ``transform`` defaults to the model's own (:func:`transform_for`);
+    ``limit`` keeps a seeded random subset of that many samples. ``cache=None`` disables
+    caching. Other options go to :func:`extract_features`.
+    """
+    from seedzoo.evaluation.datasets import get_dataset
+    from seedzoo.evaluation.transforms import transform_for
+
+    transform = transform if transform is not None else transform_for(model)
+    data = get_dataset(dataset, split, root=root, transform=transform)
+    indices = subset_indices(len(data), limit, seed)
+    key = {"model": spec, "weights": fingerprint or weights_fingerprint(model),
+           "dataset": dataset, "split": split, "size": len(data),
+           "subset": None if indices is None else {"limit": int(limit), "seed": seed},
+           "transform": repr(transform)}
+    if cache is not None:
+        found = cache.load(key)
+        if found is not None:
+            return found
+    if indices is not None:
+        data = torch.utils.data.Subset(data, indices.tolist())
+    extract_options.setdefault("desc", f"{dataset} {split}")
+    features, labels = extract_features(model, data, **extract_options)
+    if cache is not None:
+        cache.save(key, features, labels)
+    return features, labels

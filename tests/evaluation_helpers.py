@@ -1,0 +1,25 @@
+"""Shared pieces of the evaluation tests: single-threaded torch, clustered toy features."""
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Small tensors run fastest on one thread, above all on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def clustered(train=1500, test=300, dim=24, classes=6, spread=1.0, seed=0, labels=None):
+    """Gaussian class clusters; ``labels`` renames the classes (e.g. non-contiguous ids)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim)).astype(np.float32)
+    y = rng.integers(0, classes, train + test)
+    x = centres[y] + spread * rng.standard_normal((train + test, dim)).astype(np.float32)
+    if labels is not None:
+        y = np.asarray(labels)[y]
+    return x[:train], y[:train], x[train:], y[train:]
