@@ -81,7 +81,7 @@ def test_evaluation_json_without_figures_is_refused(tmp_path, bad, message):
     folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
     with pytest.raises(SeedzooError, match=message):
         write_card(folder, evaluations=[bad])
-    with pytest.raises(SeedzooError, match="does not exist"):
+    with pytest.raises(SeedzooError, match="Cannot read results file .*missing.json"):
         write_card(folder, evaluations=[tmp_path / "missing.json"])
 
 

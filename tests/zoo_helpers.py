@@ -66,12 +66,13 @@ def features(model: torch.nn.Module, seed: int = 1) -> torch.Tensor:
         return model.eval()(batch)
 
 
-def evaluation_json(dataset: str, metrics: dict[str, float], split: str = "test") -> dict:
+def evaluation_json(dataset: str, metrics: dict[str, float]) -> dict:
     """An evaluation result in the layout `seedzoo eval --out` writes."""
-    return {"metrics": metrics,
-            "config": {"model": "runs/student/encoder", "dataset": dataset, "split": split,
-                       "seed": 0, "protocols": ["knn", "linear", "fewshot"]},
-            "versions": {"seedzoo": "0.1.0"}}
+    from seedzoo.evaluation.report import make_report
+
+    return make_report(metrics, {"model": "runs/student/encoder", "dataset": dataset,
+                                 "train_split": "train", "test_split": "test", "seed": 0,
+                                 "protocols": ["knn", "linear", "fewshot"]})
 
 
 def run_summary(teacher: str = "runs/teacher/encoder") -> dict:

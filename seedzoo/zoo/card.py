@@ -84,7 +84,9 @@ def _read_json(source, what: str) -> dict:
 
 def read_evaluation(source) -> Evaluation:
     """An evaluation JSON of ``seedzoo eval`` (path or dict) as an :class:`Evaluation`."""
-    result = _read_json(source, "evaluation JSON")
+    from seedzoo.evaluation.report import read_report
+
+    result = source if isinstance(source, dict) else read_report(source)
     metrics, config = result.get("metrics"), result.get("config", {})
     if not isinstance(metrics, dict) or not metrics or "dataset" not in config:
         raise SeedzooError(f"{source if not isinstance(source, dict) else 'The evaluation'} is not "
