@@ -1,4 +1,4 @@
-"""Model cards: generated from the run summary, evaluation and benchmark JSONs; parsed back by the Hub client."""
+"""Model cards from run summary, evaluation and benchmark JSONs, parsed back by the Hub client."""
 
 import pytest
 from huggingface_hub import ModelCard, hf_hub_download

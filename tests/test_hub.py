@@ -1,4 +1,4 @@
-"""Publishing to and loading from a Hub with the real huggingface_hub client against a local server."""
+"""Publish and load with the real huggingface_hub client against a Hub server on 127.0.0.1."""
 
 import json
 import os
@@ -169,8 +169,9 @@ def test_truncated_weights_on_the_hub_end_in_one_clear_error(hub, tmp_path):
 def test_config_and_weights_of_different_architectures_end_in_one_clear_error(hub, tmp_path):
     resnet = save_pretrained(tiny_encoder(), tmp_path / "resnet")
     effnet = save_pretrained(tiny_encoder("test_efficientnet"), tmp_path / "effnet")
-    _upload_raw(hub, "org/mixed", {"config.json": (resnet / "config.json").read_bytes(),
-                                   "model.safetensors": (effnet / "model.safetensors").read_bytes()})
+    _upload_raw(hub, "org/mixed",
+                {"config.json": (resnet / "config.json").read_bytes(),
+                 "model.safetensors": (effnet / "model.safetensors").read_bytes()})
     with pytest.raises(CheckpointError, match=r"do not fit architecture 'test_resnet': missing"):
         seedzoo.load("hf-hub:org/mixed", endpoint=hub.url)
 

@@ -1,4 +1,4 @@
-"""seedzoo.load: specs, pretrained=False, preprocessing that travels with the weights, clear errors."""
+"""seedzoo.load: specs, pretrained=False, preprocessing that travels with weights, errors."""
 
 import pytest
 import torch

@@ -78,7 +78,8 @@ def evaluation_json(dataset: str, metrics: dict[str, float]) -> dict:
 def run_summary(teacher: str = "runs/teacher/encoder") -> dict:
     """A run summary in the layout `seedzoo train` writes."""
     return {"finished": True, "method": "seed", "epochs": 3, "wall_time_s": 312.4,
-            "config": {"method": {"name": "seed", "teacher": {"source": teacher, "arch": "resnet50"},
+            "config": {"method": {"name": "seed",
+                                  "teacher": {"source": teacher, "arch": "resnet50"},
                                   "student": {"arch": "test_resnet"}, "queue_size": 4096},
                        "data": {"dataset": "fashion-mnist", "image_size": 32, "batch_size": 128},
                        "train": {"epochs": 3, "optimizer": "sgd", "base_lr": 0.03}}}

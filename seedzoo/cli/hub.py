@@ -1,4 +1,4 @@
-"""`seedzoo push` and `seedzoo pull`: publish encoder folders to a Hugging Face Hub, fetch them back."""
+"""`seedzoo push` and `seedzoo pull`: publish encoder folders to a Hub or the cache, fetch them."""
 
 from __future__ import annotations
 

@@ -218,7 +218,8 @@ def _body(facts: ModelFacts) -> str:
         parts.append(f"This encoder uses seedzoo architecture options ({facts.seedzoo_options}) "
                      "that timm cannot rebuild: load it with `seedzoo.load`.\n")
     details = [["architecture", f"`{facts.architecture}`"],
-               ["model arguments", f"`{json.dumps(facts.model_args)}`" if facts.model_args else "-"],
+               ["model arguments",
+                f"`{json.dumps(facts.model_args)}`" if facts.model_args else "-"],
                ["parameters", f"{facts.params:,}"], ["feature size", facts.num_features],
                ["input", f"{facts.input_size}, mean {cfg.get('mean')}, std {cfg.get('std')}, "
                          f"{cfg.get('interpolation', 'bicubic')} resize, crop_pct "

@@ -98,7 +98,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def list_models(pattern: str = "*") -> list[ModelEntry]:
-    """The catalog's entries whose name matches ``pattern`` (shell-style, like ``timm.list_models``)."""
+    """Catalog entries whose name matches ``pattern`` (shell-style, as ``timm.list_models``)."""
     return [ModelEntry(**entry) for entry in _read(catalog_path())
             if fnmatch.fnmatch(entry["name"], pattern)]
 

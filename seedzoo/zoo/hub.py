@@ -78,7 +78,8 @@ def encoder_folder(folder_or_run: str | os.PathLike) -> Path:
     path = Path(folder_or_run)
     if (path / CONFIG_NAME).is_file():
         return path
-    found = sorted(p.parent for p in path.glob(f"*/{CONFIG_NAME}") if (p.parent / WEIGHTS_NAME).is_file())
+    found = sorted(config.parent for config in path.glob(f"*/{CONFIG_NAME}")
+                   if (config.parent / WEIGHTS_NAME).is_file())
     if len(found) == 1:
         return found[0]
     if not path.is_dir():
@@ -137,9 +138,9 @@ def push(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
+        message = commit_message or f"Upload {folder.name} with seedzoo"
         return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                 allow_patterns=list(HUB_FILES),
-                                 commit_message=commit_message or f"Upload {folder.name} with seedzoo")
+                                 allow_patterns=list(HUB_FILES), commit_message=message)
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status in (401, 403):
