@@ -17,18 +17,19 @@ from seedzoo.evaluation.latency import (benchmark_latency, format_latency_table,
 def test_runners_are_interleaved_until_each_has_min_iterations():
     calls = []
 
-    def runner(name):
+    def runner(name, seconds):
         def run():
             calls.append(name)
-            time.sleep(0.003)
+            time.sleep(seconds)
         return run
 
-    samples = time_interleaved({name: runner(name) for name in "abc"}, budget_s=0.0,
-                               min_iterations=7, warmup_s=0.0, block_s=0.003)
-    assert [len(s) for s in samples.values()] == [7, 7, 7]
-    assert calls[:6] == list("aabbcc")  # two warm-up calls each
-    assert "".join(calls[6:]) == "abc" * 7  # one-call blocks, in turn
-    assert all(s >= 0.003 for seconds in samples.values() for s in seconds)
+    samples = time_interleaved({"slow": runner("slow", 0.008), "fast": runner("fast", 0.001)},
+                               budget_s=0.08, min_iterations=4, warmup_s=0.0, block_s=0.0)
+    assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
+    runs = [name for i, name in enumerate(calls[4:]) if i == 0 or calls[3 + i] != name]
+    assert runs == ["slow", "fast"] * (len(runs) // 2)  # blocks alternate, round after round
+    assert len(samples["slow"]) >= 4 and len(samples["fast"]) > len(samples["slow"])
+    assert min(samples["slow"]) >= 0.008 and min(samples["fast"]) >= 0.001
 
 
 def test_summary_percentiles_and_throughput():

@@ -12,9 +12,10 @@ from onnx import numpy_helper
 
 from onnx_helpers import digits_batch, exported
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
+from seedzoo.evaluation.features import weights_fingerprint
 from seedzoo.evaluation.onnx_export import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME,
                                            export_metadata, export_onnx, model_source,
-                                           read_onnx_metadata, validate_onnx, weights_sha256)
+                                           read_onnx_metadata, validate_onnx)
 from seedzoo.evaluation.ort import OrtEncoder
 from seedzoo.evaluation.transforms import data_config_for, transform_for
 
@@ -59,7 +60,7 @@ def test_metadata_round_trips_into_the_same_preprocessing(arch, tmp_path_factory
     assert meta["crop_pct"] == pytest.approx(config["crop_pct"])
     assert meta["crop_mode"] == config.get("crop_mode", "center")
     assert meta["architecture"] == arch and meta["model_id"] == f"timm:{arch}"
-    assert meta["weights_sha256"] == weights_sha256(model)
+    assert meta["weights_sha256"] == weights_fingerprint(model)
     assert meta["num_features"] == model.num_features
     encoder = OrtEncoder(report.path)
     assert data_config_for(encoder) == config

@@ -10,9 +10,10 @@ number of threads (``torch.set_num_threads`` and ORT's ``intra_op_num_threads``)
   view of the same input, so the ``seedzoo/bare`` ratio is exactly what seedzoo's wrapper adds;
 - ``onnxruntime`` int8: the INT8 file through ``OrtEncoder``, when one is given.
 
-The backends are interleaved: after a warm-up, rounds run each backend for a short block
-(about ``block_s`` seconds: one call for most models, a few for the fastest) in turn until the
-time budget is spent and every backend has ``min_iterations`` calls. Load from other processes
+The backends are interleaved: after a warm-up, rounds run each backend in turn for a block of
+about the same time (``budget_s / (backends x min_iterations)``, at least ``block_s``, at least
+one call), so faster backends collect more samples, until the time budget is spent and every
+backend has ``min_iterations`` calls. Load from other processes
 then falls on all backends alike, which makes the ratios the robust figure on a shared
 machine; the absolute milliseconds are only as quiet as the machine (the load average is
 recorded at start and end).
@@ -57,7 +58,10 @@ def time_interleaved(runners: dict[object, Callable[[], object]], *, budget_s: f
             run()
             calls += 1
         estimate[name] = (time.perf_counter() - start) / calls
-    block = {name: max(1, round(block_s / seconds)) for name, seconds in estimate.items()}
+    # Each backend runs about the same time per round, sized so that the budget holds about
+    # min_iterations rounds; a call longer than that is a block of one.
+    span = max(block_s, budget_s / (len(runners) * max(min_iterations, 1)))
+    block = {name: max(1, round(span / seconds)) for name, seconds in estimate.items()}
     samples: dict[object, list[float]] = {name: [] for name in runners}
     start = time.perf_counter()
     while (time.perf_counter() - start < budget_s
@@ -130,7 +134,7 @@ def _ort_settings(threads: int) -> dict:
 
 def _check_same_model(model: nn.Module, encoder: OrtEncoder) -> bool:
     """Refuse a file of another architecture or input size; say whether the weights match."""
-    from seedzoo.evaluation.onnx_export import weights_sha256
+    from seedzoo.evaluation.features import weights_fingerprint
 
     arch = model.pretrained_cfg.get("architecture")
     if encoder.metadata.get("architecture") != arch:
@@ -139,7 +143,7 @@ def _check_same_model(model: nn.Module, encoder: OrtEncoder) -> bool:
     if tuple(encoder.pretrained_cfg["input_size"]) != tuple(data_config_for(model)["input_size"]):
         raise SeedzooError(f"{encoder.path} takes input {encoder.pretrained_cfg['input_size']}, "
                            f"the model {data_config_for(model)['input_size']}.")
-    return encoder.metadata.get("weights_sha256") == weights_sha256(model)
+    return encoder.metadata.get("weights_sha256") == weights_fingerprint(model)
 
 
 def _findings(ratios: list[dict]) -> list[str]:

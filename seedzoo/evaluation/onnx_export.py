@@ -33,12 +33,11 @@ redundant op removal; what onnxsim does) is kept on: without it the graphs are 3
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
+from seedzoo.evaluation.features import weights_fingerprint
 from seedzoo.evaluation.ort import PREPROCESSING_KEYS, OrtEncoder, decode_metadata
 from seedzoo.evaluation.transforms import data_config_for, transform_for
 
@@ -107,23 +107,8 @@ class ExportReport:
     seconds: float
     size_bytes: int
     nodes: int
-    metadata: dict = field(default_factory=dict)
-    validation: ValidationReport | None = None
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["path"] = str(self.path)
-        data["validation"] = self.validation.to_dict() if self.validation else None
-        return data
-
-
-def weights_sha256(model: nn.Module) -> str:
-    """Hex sha256 over the names and bytes of ``model``'s state dict (identifies the weights)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+    metadata: dict
+    validation: ValidationReport
 
 
 def model_source(model: nn.Module) -> tuple[str | None, str | None]:
@@ -151,7 +136,7 @@ def export_metadata(model: nn.Module, *, model_id: str | None = None,
         "architecture": model.pretrained_cfg.get("architecture", type(model).__name__),
         "model_id": model_id or known_id,
         "revision": revision or known_revision,
-        "weights_sha256": weights_sha256(model),
+        "weights_sha256": weights_fingerprint(model),
         "num_features": int(model.num_features),
         "input_size": [int(v) for v in config["input_size"]],
         "mean": [float(v) for v in config["mean"]],
@@ -196,7 +181,8 @@ def _check_exportable(model: nn.Module) -> None:
 
 def _export_proto(model: nn.Module, opset: int, input_size):
     """The ONNX graph of ``model`` (dynamo exporter, dynamic batch, exporter's optimiser on)."""
-    example = torch.randn(2, *input_size)  # batch 2: torch.export specialises a batch of 1
+    device = next(model.parameters()).device
+    example = torch.randn(2, *input_size, device=device)  # torch.export specialises a batch of 1
     try:
         program = torch.onnx.export(
             model, (example,), None, dynamo=True, opset_version=opset,
