@@ -14,22 +14,29 @@ from seedzoo.evaluation.latency import (benchmark_latency, format_latency_table,
                                        time_interleaved)
 
 
-def test_runners_are_interleaved_until_each_has_min_iterations():
+def _sleeper(calls: list, name: str, seconds: float):
+    def run():
+        calls.append(name)
+        time.sleep(seconds)
+    return run
+
+
+def test_runners_take_turns_in_rotating_order_until_each_has_min_iterations():
     calls = []
+    runners = {name: _sleeper(calls, name, 0.002) for name in "abc"}
+    samples = time_interleaved(runners, budget_s=0.0, min_iterations=4, warmup_s=0.0,
+                               block_s=0.0)
+    assert "".join(calls[:6]) == "aabbcc"  # two warm-up calls each
+    assert "".join(calls[6:]) == "abc" "bca" "cab" "abc"  # one-call blocks, rotating
+    assert [len(s) for s in samples.values()] == [4, 4, 4]
+    assert min(min(s) for s in samples.values()) >= 0.002
 
-    def runner(name, seconds):
-        def run():
-            calls.append(name)
-            time.sleep(seconds)
-        return run
 
-    samples = time_interleaved({"slow": runner("slow", 0.008), "fast": runner("fast", 0.001)},
-                               budget_s=0.08, min_iterations=4, warmup_s=0.0, block_s=0.0)
-    assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
-    runs = [name for i, name in enumerate(calls[4:]) if i == 0 or calls[3 + i] != name]
-    assert runs == ["slow", "fast"] * (len(runs) // 2)  # blocks alternate, round after round
-    assert len(samples["slow"]) >= 4 and len(samples["fast"]) > len(samples["slow"])
-    assert min(samples["slow"]) >= 0.008 and min(samples["fast"]) >= 0.001
+def test_faster_runners_get_longer_blocks_and_more_samples():
+    calls = []
+    runners = {"slow": _sleeper(calls, "slow", 0.008), "fast": _sleeper(calls, "fast", 0.001)}
+    samples = time_interleaved(runners, budget_s=0.08, min_iterations=4, warmup_s=0.0)
+    assert len(samples["slow"]) >= 4 and len(samples["fast"]) > 2 * len(samples["slow"])
 
 
 def test_summary_percentiles_and_throughput():

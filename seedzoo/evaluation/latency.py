@@ -13,7 +13,8 @@ number of threads (``torch.set_num_threads`` and ORT's ``intra_op_num_threads``)
 The backends are interleaved: after a warm-up, rounds run each backend in turn for a block of
 about the same time (``budget_s / (backends x min_iterations)``, at least ``block_s``, at least
 one call), so faster backends collect more samples, until the time budget is spent and every
-backend has ``min_iterations`` calls. Load from other processes
+backend has ``min_iterations`` calls. The order rotates every round, so no backend always runs
+right after torch (whose OpenMP threads keep spinning for a while after a call). Load from other processes
 then falls on all backends alike, which makes the ratios the robust figure on a shared
 machine; the absolute milliseconds are only as quiet as the machine (the load average is
 recorded at start and end).
@@ -63,10 +64,15 @@ def time_interleaved(runners: dict[object, Callable[[], object]], *, budget_s: f
     span = max(block_s, budget_s / (len(runners) * max(min_iterations, 1)))
     block = {name: max(1, round(span / seconds)) for name, seconds in estimate.items()}
     samples: dict[object, list[float]] = {name: [] for name in runners}
-    start = time.perf_counter()
+    names, rounds, start = list(runners), 0, time.perf_counter()
     while (time.perf_counter() - start < budget_s
            or min(len(s) for s in samples.values()) < min_iterations):
-        for name, run in runners.items():
+        # Rotate the order every round: each backend follows each other one equally often, so
+        # what one leaves behind (threads still spinning, cold caches) hits all alike.
+        shift = rounds % len(names)
+        rounds += 1
+        for name in names[shift:] + names[:shift]:
+            run = runners[name]
             for _ in range(block[name]):
                 begin = time.perf_counter()
                 run()
