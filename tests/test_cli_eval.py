@@ -1,5 +1,6 @@
 """`seedzoo eval` end to end on tiny models and digits, and its results JSON."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -62,6 +63,22 @@ def test_eval_pixels_knn_beats_chance_by_far_and_reuses_the_cache(tmp_path, caps
     assert set(first["metrics"]) == {"knn_top1@1", "knn_top5@1", "knn_top1@5", "knn_top5@5"}
     assert first["metrics"]["knn_top1@5"] > 0.95  # raw-pixel k-NN on digits is ~98%
     assert first["config"]["feature_dim"] == 64 and first["config"]["arch"] is None
+
+
+def test_eval_onnx_backend_end_to_end(tmp_path, tmp_path_factory, capsys):
+    from onnx_helpers import exported
+
+    _, exported_model = exported("test_resnet", tmp_path_factory)
+    out = tmp_path / "ort.json"
+    assert main(["eval", "--onnx", str(exported_model.path), "--dataset", "digits",
+                 "--protocol", "knn", "--knn-k", "10", "--limit-train", "100", "--limit-test",
+                 "40", "--no-cache", "--threads", "1", "--out", str(out), *QUICK]) == 0
+    report = read_report(out)
+    config = report["config"]
+    assert config["backend"] == "onnxruntime" and config["onnx"] == str(exported_model.path)
+    assert config["model"] == str(exported_model.path) and config["feature_dim"] == 96
+    assert config["weights_sha256"] == hashlib.sha256(exported_model.path.read_bytes()).hexdigest()
+    assert 0.0 <= report["metrics"]["knn_top1@10"] <= 1.0
 
 
 def test_eval_user_errors_exit_2_with_a_message(tmp_path, capsys):

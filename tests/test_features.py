@@ -153,3 +153,13 @@ def test_cache_file_records_its_key(tmp_path):
 def test_unknown_model_spec_is_a_clear_error():
     with pytest.raises(ModelNotFoundError):
         load_encoder("no-such-model-anywhere")
+
+
+def test_a_training_model_is_put_back_in_training_mode():
+    model = load_encoder("timm:test_resnet").train()
+    data = torch.utils.data.TensorDataset(torch.randn(4, 3, 32, 32), torch.arange(4))
+    extract_features(model, data, progress=False)
+    assert model.training
+    model.eval()
+    extract_features(model, data, progress=False)
+    assert not model.training

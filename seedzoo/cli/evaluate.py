@@ -108,8 +108,8 @@ def register(subparsers) -> None:
                      help="distance: exp(sim/T) votes (default); uniform: majority vote")
 
     probe = parser.add_argument_group("linear probe and few-shot")
-    probe.add_argument("--probe-epochs", type=_positive_int, default=30, metavar="N",
-                       help="SGD epochs over the training features (default 30)")
+    probe.add_argument("--probe-epochs", type=_positive_int, default=10, metavar="N",
+                       help="SGD epochs over the training features (default 10)")
     probe.add_argument("--probe-lr", type=float, default=0.05, metavar="LR",
                        help="peak learning rate, cosine-annealed to zero (default 0.05)")
     probe.add_argument("--probe-min-steps", type=_positive_int, default=500, metavar="N",

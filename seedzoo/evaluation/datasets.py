@@ -105,9 +105,10 @@ def _torchvision(cls_name: str, how_to_get: str):
         kwargs = {"split": split} if cls_name == "STL10" else {"train": split == "train"}
         try:
             return cls(str(root), download=False, transform=transform, **kwargs)
-        except RuntimeError as error:  # torchvision: "Dataset not found or corrupted ..."
+        except RuntimeError:  # torchvision: "Dataset not found or corrupted ..."
             raise DatasetNotFoundError(
-                f"{cls_name} ({split}) not found under {root}: {error} {how_to_get}") from None
+                f"{cls_name} ({split}) not found (or corrupted) under {root}. {how_to_get}") \
+                from None
     return load
 
 
@@ -142,9 +143,9 @@ def _imagefolder(path: str):
     return load
 
 
-_CIFAR_HELP = ("Download it once on a machine with internet, e.g. "
-               "`python -c \"import torchvision; torchvision.datasets.{cls}('{root}', download=True)\"`, "
-               "and point --data-root at that folder.")
+_TORCHVISION_HELP = ("Download it once on a machine with internet, e.g. `python -c \"import "
+                     "torchvision; torchvision.datasets.{cls}('data', download=True)\"`, then "
+                     "point --data-root at that folder.")
 
 _LOADERS: dict[str, Callable] = {
     "fashion-mnist": _mnist_like(
@@ -157,9 +158,9 @@ _LOADERS: dict[str, Callable] = {
         "Place the MNIST IDX files under <data-root>/MNIST/raw/ "
         "(torchvision.datasets.MNIST(root, download=True) writes them there).",
         system_dirs=list),
-    "cifar10": _torchvision("CIFAR10", _CIFAR_HELP.format(cls="CIFAR10", root="data")),
-    "cifar100": _torchvision("CIFAR100", _CIFAR_HELP.format(cls="CIFAR100", root="data")),
-    "stl10": _torchvision("STL10", _CIFAR_HELP.format(cls="STL10", root="data")),
+    "cifar10": _torchvision("CIFAR10", _TORCHVISION_HELP.format(cls="CIFAR10")),
+    "cifar100": _torchvision("CIFAR100", _TORCHVISION_HELP.format(cls="CIFAR100")),
+    "stl10": _torchvision("STL10", _TORCHVISION_HELP.format(cls="STL10")),
     "digits": _digits,
 }
 

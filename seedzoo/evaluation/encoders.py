@@ -1,4 +1,4 @@
-"""Encoders to evaluate, by spec: ``pixels`` (the raw-pixel baseline) or any ``seedzoo.load`` spec."""
+"""Encoders to evaluate by spec: `pixels` (the raw-pixel baseline) or any `seedzoo.load` spec."""
 
 from __future__ import annotations
 

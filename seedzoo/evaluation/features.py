@@ -65,7 +65,7 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     ``dataset`` must already yield tensors (give it the encoder's transform). A torch module
     is put in eval mode and moved to ``device`` (default: CUDA if available); other
     callables are fed CPU batches. ``channels_last=None`` turns channels-last memory on for
-    convolutional torch modules.
+    convolutional torch modules. A module in training mode is put back in it afterwards.
     """
     from tqdm.auto import tqdm
 
@@ -75,6 +75,7 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     if channels_last is None:
         channels_last = _uses_convolutions(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    was_training = is_module and model.training
     if is_module:
         model.eval().to(device=device, memory_format=memory_format)
     loader = torch.utils.data.DataLoader(
@@ -83,18 +84,21 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     features = torch.empty(0)
     labels = torch.empty(len(dataset), dtype=torch.int64)
     start = 0
-    for images, targets in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
-                                disable=not progress):
-        images = images.to(device, non_blocking=True)
-        if images.ndim == 4:
-            images = images.contiguous(memory_format=memory_format)
-        output = model(images)
-        output = torch.as_tensor(output).flatten(1).float().cpu()
-        if start == 0:
-            features = torch.empty(len(dataset), output.shape[1], dtype=torch.float32)
-        features[start:start + len(output)] = output
-        labels[start:start + len(output)] = torch.as_tensor(targets)
-        start += len(output)
+    try:
+        for images, targets in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
+                                    disable=not progress):
+            images = images.to(device, non_blocking=True)
+            if images.ndim == 4:
+                images = images.contiguous(memory_format=memory_format)
+            output = torch.as_tensor(model(images)).flatten(1).float().cpu()
+            if start == 0:
+                features = torch.empty(len(dataset), output.shape[1], dtype=torch.float32)
+            features[start:start + len(output)] = output
+            labels[start:start + len(output)] = torch.as_tensor(targets)
+            start += len(output)
+    finally:
+        if was_training:
+            model.train()
     return features, labels
 
 

@@ -63,7 +63,8 @@ class LinearProbe:
     """Logistic-regression probe in the scikit-learn style: ``fit``, ``predict``, ``score``.
 
     Parameters: ``weight_decays`` (the grid; one value skips the held-out selection),
-    ``epochs`` over the data (at least ``min_steps`` SGD steps in all), ``batch_size``,
+    ``epochs`` over the data (at least ``min_steps`` SGD steps in all; on standardised
+    Fashion-MNIST pixels 10 epochs reached the accuracy of 20 and 30), ``batch_size``,
     ``lr`` (peak learning rate, cosine-annealed to 0), ``momentum``, ``heldout_fraction``
     (of each class, for choosing the weight decay), ``seed``, ``device``.
 
@@ -73,7 +74,7 @@ class LinearProbe:
     """
 
     def __init__(self, weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS, *,
-                 epochs: int = 30, batch_size: int = 1024, lr: float = 0.05,
+                 epochs: int = 10, batch_size: int = 1024, lr: float = 0.05,
                  momentum: float = 0.9, min_steps: int = 500, heldout_fraction: float = 0.1,
                  seed: int = 0, device: str | torch.device | None = None):
         if not weight_decays or any(w < 0 for w in weight_decays):
@@ -129,8 +130,8 @@ class LinearProbe:
             order = torch.randperm(count, generator=generator).to(x.device)
             for start in range(0, count, batch):
                 rows = order[start:start + batch]
-                logits = (x[rows] @ weight + bias).view(len(rows), grid, classes)
-                targets = y[rows].unsqueeze(1).expand(-1, grid)
+                logits = (x.index_select(0, rows) @ weight + bias).view(len(rows), grid, classes)
+                targets = y.index_select(0, rows).unsqueeze(1).expand(-1, grid)
                 loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="sum") / len(rows)
                 loss = loss + 0.5 * (decay * weight.square()).sum()
                 optimizer.zero_grad(set_to_none=True)

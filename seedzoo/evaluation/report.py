@@ -11,7 +11,8 @@ Schema (``"schema": "seedzoo-eval/1"``)::
         "fewshot_10pct_top1": 0.81, "fewshot_10pct_top5": 0.99
       },
       "config": {                        # everything needed to reproduce the numbers
-        "model": "<spec>", "arch": "<timm architecture or null>", "revision": "<hub commit or null>",
+        "model": "<spec>", "arch": "<timm architecture or null>",
+        "revision": "<hub commit or null>",
         "weights_sha256": "<fingerprint>", "backend": "torch" | "onnxruntime", "onnx": null,
         "feature_dim": 784, "transform": "<repr of the eval transform>",
         "dataset": "fashion-mnist", "train_split": "train", "test_split": "test",
