@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import timm
@@ -46,6 +51,8 @@ def test_run_writes_summary_metrics_and_checkpoint(uninterrupted):
     assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
     assert [r["epoch_loss"] > 0 for r in rows if "epoch_loss" in r] == [True, True]
     assert {"lr", "img_per_s", "positive_similarity"} <= set(rows[0])
+    knn = [r["knn_top1"] for r in rows if "knn_top1" in r]  # digits: chance is 10%
+    assert len(knn) == 2 and all(20 < top1 <= 100 for top1 in knn)
     progress = load_checkpoint(run_dir / "checkpoint.pt")["progress"]
     assert (progress["epoch"], progress["step_in_epoch"], progress["global_step"]) == (2, 0, 12)
 
@@ -66,6 +73,31 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, uninterrupt
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
+
+
+def test_sigkilled_process_resumes_to_the_same_weights(tmp_path, uninterrupted):
+    reference, _ = uninterrupted
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(json.dumps(toy_recipe(train={"checkpoint_every_steps": 1})))
+    run_dir = tmp_path / "run"
+    # The toy method is registered by importing the helpers module, then the real CLI runs.
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+              "import trainer_helpers; from seedzoo.cli import main; sys.exit(main(sys.argv[1:]))")
+    process = subprocess.Popen([sys.executable, "-c", script, "train", "--config", str(recipe),
+                                "--out", str(run_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "checkpoint.pt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no clean-up of any kind
+    process.wait()
+    killed_at = load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"]
+    assert killed_at < 12
+    train(config_from_dict(toy_recipe(train={"checkpoint_every_steps": 1})), run_dir, resume=True)
+    expected, got = _method_state(reference), _method_state(run_dir)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
 
 
 def test_a_run_folder_is_not_overwritten_without_resume(tmp_path, uninterrupted):

@@ -44,13 +44,16 @@ class ToyContrastive(Method):
 
 
 def toy_recipe(**sections) -> dict:
-    """A recipe of a few seconds: 96 digits at 16 px, batch 16 (6 steps per epoch), 2 epochs."""
+    """A recipe of a few seconds: 96 digits at 16 px, batch 16 (6 steps per epoch), 2 epochs,
+    with the k-NN monitor after each epoch."""
     recipe = {
         "method": {"name": "toy_contrastive"},
         "data": {"dataset": "digits", "image_size": 16, "batch_size": 16, "limit": 96,
                  "workers": 0},
         "train": {"epochs": 2, "optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1,
-                  "checkpoint_every_steps": 2, "log_every_steps": 2},
+                  "checkpoint_every_steps": 2, "log_every_steps": 2,
+                  "knn_monitor": {"every_epochs": 1, "train_limit": 200, "test_limit": 100,
+                                  "k": 5}},
     }
     for section, values in sections.items():
         recipe.setdefault(section, {}).update(values)
