@@ -16,8 +16,8 @@ import torch
 
 import seedzoo
 from seedzoo.cli import main as cli_main
-from seedzoo.errors import SeedzooError
-from seedzoo.training.checkpoint import load_checkpoint
+from seedzoo.errors import CheckpointError, SeedzooError
+from seedzoo.training.checkpoint import gather_rng_states, load_checkpoint, restore_rng_states
 from seedzoo.training.config import config_from_dict
 from seedzoo.training.optim import LARS, WarmupCosineSchedule, param_groups, warmup_cosine
 from seedzoo.training.trainer import train
@@ -176,3 +176,19 @@ def test_warmup_then_cosine_schedule():
         optimizer.step()
         schedule.step()
     assert seen == pytest.approx([0.6 * f for f in factors])
+
+
+def test_checkpoint_files_are_read_safely(tmp_path, uninterrupted):
+    reference, _ = uninterrupted
+    data = (reference / "checkpoint.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="Cannot read training checkpoint"):
+        load_checkpoint(tmp_path / "truncated.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a seedzoo training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    # RNG states of a 2-process run are not forced onto 1 process (the trainer warns, reseeds).
+    states = gather_rng_states(torch.device("cpu"))
+    doubled = {name: torch.cat([rows, rows]) for name, rows in states.items()}
+    assert restore_rng_states(states, torch.device("cpu"))
+    assert not restore_rng_states(doubled, torch.device("cpu"))

@@ -83,13 +83,12 @@ def gather_rng_states(device: torch.device) -> dict[str, torch.Tensor]:
             for name, value in local.items()}
 
 
-def restore_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
-    """Set this process's RNGs from its row of :func:`gather_rng_states` output."""
+def restore_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> bool:
+    """Set this process's RNGs from its row of :func:`gather_rng_states` output; False (and
+    nothing set) when the states come from a different number of processes."""
     row = distributed.rank()
     if states["torch"].shape[0] != distributed.world_size():
-        raise CheckpointError(
-            f"The checkpoint was written by {states['torch'].shape[0]} processes; resume it with "
-            f"the same number (now {distributed.world_size()}).")
+        return False
     torch.set_rng_state(states["torch"][row].clone())
     numpy_state = states["numpy"][row].numpy()
     np.random.set_state(("MT19937", numpy_state[:-2].astype(np.uint32), int(numpy_state[-2]),
@@ -99,3 +98,4 @@ def restore_rng_states(states: dict[str, torch.Tensor], device: torch.device) ->
     random.setstate((python_state[0], tuple(python_state[1:]), None if gauss != gauss else gauss))
     if "cuda" in states and device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"][row].clone(), device)
+    return True

@@ -23,6 +23,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -270,7 +271,12 @@ class Trainer:
         self.global_step, self.elapsed_s = progress["global_step"], progress["elapsed_s"]
         self.epoch_loss, self.final_loss = list(progress["epoch_loss"]), progress["final_loss"]
         self.last_checkpoint_step = self.global_step
-        restore_rng_states(state["rng"], self.device)
+        if not restore_rng_states(state["rng"], self.device):
+            writers, world = state["rng"]["torch"].shape[0], distributed.world_size()
+            warnings.warn(f"{self.checkpoint_path} was written by {writers} processes and is "
+                          f"resumed by {world}: training continues, but its random draws differ "
+                          "from those of an uninterrupted run.", stacklevel=2)
+            torch.manual_seed(self.config.train.seed + self.global_step + distributed.rank())
 
     # -- the loop -----------------------------------------------------------------------------
 
