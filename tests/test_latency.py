@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from onnx_helpers import exported
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.latency import (benchmark_latency, format_latency_table, summarize,
-                                       time_interleaved)
+                                       time_interleaved, wrapper_cost_us)
+from seedzoo.evaluation.ort import OrtEncoder
 
 
 def _sleeper(calls: list, name: str, seconds: float):
@@ -39,6 +41,17 @@ def test_faster_runners_get_longer_blocks_and_more_samples():
     assert len(samples["slow"]) >= 4 and len(samples["fast"]) > 2 * len(samples["slow"])
 
 
+def test_wrapper_cost_runs_the_model_once_then_times_the_wrapper_alone(tmp_path_factory):
+    _, report = exported("test_efficientnet", tmp_path_factory)
+    encoder = OrtEncoder(report.path)
+    session, runs = encoder.session, []
+    session.run = lambda outputs, feed: runs.append(1) or [np.zeros((2, 256), np.float32)]
+    cost = wrapper_cost_us(encoder, torch.randn(2, 3, 160, 160), calls=50)
+    assert len(runs) == 1  # the outputs to replay; the 50 timed calls never reach ORT
+    assert encoder.session is session  # restored afterwards
+    assert cost > 0
+
+
 def test_summary_percentiles_and_throughput():
     stats = summarize([0.001 * i for i in range(1, 101)], batch_size=4)
     assert stats["p50_ms"] == pytest.approx(50.5)
@@ -61,7 +74,9 @@ def test_benchmark_reports_every_backend_side_by_side(tmp_path_factory):
     assert all(r["iterations"] >= 3 and r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
                for r in result["results"])
     assert [r["batch_size"] for r in result["ratios"]] == [1, 2]
-    assert set(result["ratios"][0]) == {"batch_size", "ort_fp32/torch", "seedzoo/bare"}
+    assert set(result["ratios"][0]) == {"batch_size", "ort_fp32/torch", "seedzoo/bare",
+                                        "seedzoo_wrapper_us", "seedzoo/bare_from_wrapper_cost"}
+    assert all(0 < r["seedzoo_wrapper_us"] < 1e5 for r in result["ratios"])
     assert result["threads"] == 1 and result["settings"]["ort_session"]["intra_op_num_threads"] == 1
     assert result["files"]["fp32"]["same_weights_as_torch_model"] is True
     assert result["machine"]["versions"]["onnxruntime"]
