@@ -167,3 +167,10 @@ def test_bank_larger_than_a_chunk_keeps_peak_memory_bounded():
     assert extra_mib < bank_mib + 3 * block_mib + 16, extra_mib
     # The same search in one block does hold the full matrix: the measurement sees it.
     assert _peak_extra_mib(bank_size, queries, dim, queries, bank_size) > full_matrix_mib * 0.9
+
+
+def test_small_temperatures_stay_finite():
+    train_x, train_y, test_x, test_y = clustered(spread=2.0)
+    sharp = knn_scores(train_x, train_y, test_x, test_y, ks=[20], temperature=1e-3)
+    nearest = knn_scores(train_x, train_y, test_x, test_y, ks=[1])
+    assert sharp["knn_top1@20"] == nearest["knn_top1@1"]  # T -> 0: the nearest neighbour wins

@@ -91,9 +91,10 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
     """
     if device is None:
         device = train_features.device if isinstance(train_features, torch.Tensor) else "cpu"
-    bank = F.normalize(_as_tensor(train_features, torch.float32, device), dim=1)
+    bank = _as_tensor(train_features, torch.float32, device)
     queries_all = _as_tensor(test_features, torch.float32, device)
     _check_features(bank, queries_all)
+    bank = F.normalize(bank, dim=1)
     k = min(k, len(bank))
     bank_chunk = min(bank_chunk, len(bank))
     block = torch.empty(query_chunk * bank_chunk, dtype=torch.float32, device=device)
@@ -117,8 +118,15 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
 
 def _class_scores(sims: torch.Tensor, neighbor_classes: torch.Tensor, num_classes: int,
                   temperature: float, weights: str) -> torch.Tensor:
-    """Per-class vote totals (queries x classes) of the given neighbours."""
-    votes = (sims / temperature).exp() if weights == "distance" else torch.ones_like(sims)
+    """Per-class vote totals (queries x classes) of neighbours sorted by decreasing similarity.
+
+    Distance weights are exp(sim / T) scaled by the row's largest (the first) one, which
+    keeps small temperatures finite and changes no ranking.
+    """
+    if weights == "distance":
+        votes = ((sims - sims[:, :1]) / temperature).exp()
+    else:
+        votes = torch.ones_like(sims)
     scores = torch.zeros(len(sims), num_classes, dtype=votes.dtype, device=sims.device)
     return scores.scatter_add_(1, neighbor_classes, votes)
 

@@ -166,7 +166,8 @@ class LinearProbe:
             logits = torch.matmul((x[heldout_rows] - mean) / scale, weight) + bias.unsqueeze(1)
             for decay, grid_logits in zip(self.weight_decays, logits):
                 self.heldout_top1_[decay] = topk_accuracy(grid_logits, y[heldout_rows], 1)
-            chosen = max(self.heldout_top1_, key=self.heldout_top1_.get)
+            # Ties go to the larger weight decay: the simpler of equally good probes.
+            chosen = max(self.heldout_top1_, key=lambda d: (self.heldout_top1_[d], d))
         else:  # too few samples to hold any out: the strongest regularisation is the safe pick
             chosen = self.weight_decays[-1]
         self.weight_decay_ = chosen
