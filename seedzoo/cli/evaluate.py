@@ -87,7 +87,8 @@ def register(subparsers) -> None:
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="ONNX Runtime intra-op threads (default: its own choice)")
     run.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
-                                      "(default: cuda if available)")
+                                      "(default: cuda if available for torch encoders with "
+                                      "weights, else cpu)")
     run.add_argument("--batch-size", type=_positive_int, default=256,
                      help="images per forward pass (default 256)")
     run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",

@@ -51,8 +51,11 @@ def _uses_convolutions(model) -> bool:
     return isinstance(model, nn.Module) and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _default_device(model) -> torch.device:
+    """CUDA when available for torch modules with weights; CPU for everything else (raw
+    pixels, ONNX Runtime sessions and other callables)."""
+    has_weights = isinstance(model, nn.Module) and any(True for _ in model.parameters())
+    return torch.device("cuda" if has_weights and torch.cuda.is_available() else "cpu")
 
 
 @torch.inference_mode()
@@ -63,15 +66,15 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     """``(features (N, D) float32, labels (N,) int64)`` of every ``(image, label)`` in ``dataset``.
 
     ``dataset`` must already yield tensors (give it the encoder's transform). A torch module
-    is put in eval mode and moved to ``device`` (default: CUDA if available); other
-    callables are fed CPU batches. ``channels_last=None`` turns channels-last memory on for
-    convolutional torch modules. A module in training mode is put back in it afterwards.
+    is put in eval mode and moved to ``device`` (default: CUDA if available and the module
+    has weights); other callables are fed CPU batches. ``channels_last=None`` turns
+    channels-last memory on for convolutional torch modules. A module in training mode is put
+    back in it afterwards.
     """
     from tqdm.auto import tqdm
 
     is_module = isinstance(model, nn.Module)
-    device = torch.device(device) if device is not None else (
-        _default_device() if is_module else torch.device("cpu"))
+    device = torch.device(device) if device is not None else _default_device(model)
     if channels_last is None:
         channels_last = _uses_convolutions(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
