@@ -177,6 +177,13 @@ def test_warmup_then_cosine_schedule():
         schedule.step()
     assert seen == pytest.approx([0.6 * f for f in factors])
 
+    # Resuming into a longer recipe keeps the position and follows the new, longer schedule.
+    longer = WarmupCosineSchedule(optimizer, total_steps=20, warmup_steps=3, final_ratio=0.1)
+    longer.load_state_dict(schedule.state_dict())
+    assert longer.last_epoch == 10
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(
+        0.6 * warmup_cosine(10, total_steps=20, warmup_steps=3, final_ratio=0.1))
+
 
 def test_checkpoint_files_are_read_safely(tmp_path, uninterrupted):
     reference, _ = uninterrupted

@@ -103,3 +103,13 @@ class WarmupCosineSchedule(LRScheduler):
         factor = warmup_cosine(self.last_epoch, total_steps=self.total_steps,
                                warmup_steps=self.warmup_steps, final_ratio=self.final_ratio)
         return [base_lr * factor for base_lr in self.base_lrs]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the position in the schedule but keep this schedule's shape and peak lrs, so
+        a resumed run follows its current recipe (e.g. more epochs); for the same recipe nothing
+        changes."""
+        shape = ("base_lrs", "total_steps", "warmup_steps", "final_ratio")
+        super().load_state_dict({k: v for k, v in state_dict.items() if k not in shape})
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
