@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 OUT=${SEEDZOO_MAIN_JOB_DIR:-runs/main_job}
 REPO_ID=${SEEDZOO_REPO_ID:-seedzoo/main-job-seed-mobilenetv3-fmnist}
-EVAL="seedzoo eval --dataset fashion-mnist --protocol knn,linear --limit-train 20000 --limit-test 5000"
+EVAL="seedzoo eval --dataset fashion-mnist --protocol knn --limit-train 20000 --limit-test 5000"
 mkdir -p "$OUT"
 SECONDS=0
 
