@@ -43,7 +43,9 @@ seedzoo bench --model "$OUT/student/encoder" --onnx "$OUT/student.onnx" \
 echo "== saving the student with its model card, publishing it and loading it back"
 seedzoo push "$OUT/student" "$REPO_ID" --to auto --eval "$OUT/eval_student.json" \
     --bench "$OUT/bench_student.json" --check
-python - "$OUT/student/encoder" "$REPO_ID" <<'PY'
+# Published to the local cache (no endpoint and token): load it from there without asking the hub.
+offline=1; [ -n "${HF_ENDPOINT:-}" ] && [ -n "${HF_TOKEN:-}" ] && offline=0
+HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-$offline} python - "$OUT/student/encoder" "$REPO_ID" <<'PY'
 import sys, torch, seedzoo
 folder, repo_id = sys.argv[1:]
 model = seedzoo.load(f"hf-hub:{repo_id}")            # the one-liner users run
