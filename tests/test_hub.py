@@ -67,9 +67,10 @@ def test_plain_timm_loads_what_seedzoo_publishes(hub, published, hf_cache, tmp_p
     outputs = torch.load(tmp_path / "batch.pt.out")
     with torch.inference_mode():
         expected, expected_local = model(batch), cached_only(batch)
-    assert torch.equal(outputs["hf-hub:org/tiny"], expected)
-    assert torch.equal(outputs[f"local-dir:{folder}"], expected)
-    assert torch.equal(outputs["hf-hub:org/local-only"], expected_local)
+    # Another process may split the convolutions over other thread counts: equal up to rounding.
+    torch.testing.assert_close(outputs["hf-hub:org/tiny"], expected)
+    torch.testing.assert_close(outputs[f"local-dir:{folder}"], expected)
+    torch.testing.assert_close(outputs["hf-hub:org/local-only"], expected_local)
 
 
 def test_a_pinned_revision_loads_the_older_weights_after_a_second_push(hub, published, tmp_path):
