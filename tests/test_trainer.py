@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,10 @@ from seedzoo.training.trainer import train
 from trainer_helpers import toy_recipe
 
 torch.set_num_threads(1)
+
+# The real CLI in a new process, with the toy method registered by importing the helpers module.
+TOY_CLI = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+           "import trainer_helpers; from seedzoo.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _run(tmp_path, name, resume=False, **sections):
@@ -80,10 +85,7 @@ def test_sigkilled_process_resumes_to_the_same_weights(tmp_path, uninterrupted):
     recipe = tmp_path / "toy.yaml"
     recipe.write_text(json.dumps(toy_recipe(train={"checkpoint_every_steps": 1})))
     run_dir = tmp_path / "run"
-    # The toy method is registered by importing the helpers module, then the real CLI runs.
-    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              "import trainer_helpers; from seedzoo.cli import main; sys.exit(main(sys.argv[1:]))")
-    process = subprocess.Popen([sys.executable, "-c", script, "train", "--config", str(recipe),
+    process = subprocess.Popen([sys.executable, "-c", TOY_CLI, "train", "--config", str(recipe),
                                 "--out", str(run_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -95,6 +97,33 @@ def test_sigkilled_process_resumes_to_the_same_weights(tmp_path, uninterrupted):
     killed_at = load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"]
     assert killed_at < 12
     train(config_from_dict(toy_recipe(train={"checkpoint_every_steps": 1})), run_dir, resume=True)
+    expected, got = _method_state(reference), _method_state(run_dir)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
+
+
+def test_sigterm_checkpoints_the_current_step_and_exits_non_zero(tmp_path, uninterrupted):
+    reference, _ = uninterrupted
+    recipe = tmp_path / "toy.yaml"
+    settings = {"checkpoint_every_steps": 0, "log_every_steps": 1}
+    recipe.write_text(json.dumps(toy_recipe(train=settings)))
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", TOY_CLI, "train", "--config", str(recipe),
+                                "--out", str(run_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and metrics.read_text()) and process.poll() is None:
+        assert time.monotonic() < deadline, "no step was logged"
+        time.sleep(0.01)
+    assert not (run_dir / "checkpoint.pt").exists()  # only the signal can write one this early
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    stopped_at = load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"]
+    assert 1 <= stopped_at < 6
+    assert f"stopped after step {stopped_at}" in stderr and "--resume" in stderr
+    train(config_from_dict(toy_recipe(train=settings)), run_dir, resume=True)
     expected, got = _method_state(reference), _method_state(run_dir)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)

@@ -10,6 +10,10 @@ A run folder holds::
     encoder/          the trained encoder (config.json + model.safetensors), at the end
     summary.json      configuration, wall time, steps, final loss, package versions
 
+A single-process run stopped by SIGINT (Ctrl-C) or SIGTERM finishes its current step, writes a
+checkpoint and raises :class:`TrainingStopped`; a second signal stops it at once. Under torchrun
+the processes stop where they are and ``train.checkpoint_every_steps`` bounds what is lost.
+
 Reproducibility: the augmentation of sample ``i`` in epoch ``e`` draws from a generator seeded
 by ``(seed, e, i)`` and the order of an epoch depends only on ``(seed, e)``, so results do not
 depend on the number of data workers, and a resumed run skips exactly the batches its
@@ -22,6 +26,8 @@ import inspect
 import json
 import math
 import platform
+import signal
+import threading
 import time
 import warnings
 from contextlib import nullcontext
@@ -138,6 +144,41 @@ def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "timm": timm.__version__,
             "seedzoo": __version__}
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """A run stopped by a signal after writing the checkpoint of its last finished step."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path):
+        super().__init__(f"{signal.Signals(signum).name} received: stopped after step {step} "
+                         f"with its checkpoint written; continue with: seedzoo train --out "
+                         f"{run_dir} --resume")
+        self.exit_code = 128 + signum  # what a shell reports for a process killed by signum
+
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM into a request (:attr:`received`) that the training loop
+    honours at the next step boundary; a second signal interrupts at once. Only the main thread
+    of a single process can install it; elsewhere signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "StopSignals":
+        self.received: int | None = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread() \
+                and not distributed.is_distributed():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 class MetricsLog:
@@ -290,18 +331,19 @@ class Trainer:
         main = distributed.is_main_process()
         self.log = MetricsLog(self.run_dir, self.global_step) if main else None
         try:
-            while self.epoch < opt.epochs:
-                if not self.train_one_epoch():
-                    if main:
-                        print(f"Stopped after step {self.global_step} (train.max_steps); continue "
-                              f"with: seedzoo train --out {self.run_dir} --resume "
-                              "--set train.max_steps=null")
-                    return self.summary(finished=False)
-                self.monitor_knn()
-            summary = self.summary(finished=True)
-            if main:
-                self.export(summary)
-            return summary
+            with StopSignals() as self.stop_signals:
+                while self.epoch < opt.epochs:
+                    if not self.train_one_epoch():
+                        if main:
+                            print(f"Stopped after step {self.global_step} (train.max_steps); "
+                                  f"continue with: seedzoo train --out {self.run_dir} --resume "
+                                  "--set train.max_steps=null")
+                        return self.summary(finished=False)
+                    self.monitor_knn()
+                summary = self.summary(finished=True)
+                if main:
+                    self.export(summary)
+                return summary
         finally:
             if self.log is not None:
                 self.log.close()
@@ -344,6 +386,10 @@ class Trainer:
                                 **{k: v / window_steps for k, v in window.items()},
                                 "lr": lr, "img_per_s": window_images / (now - window_start)})
                 window, window_steps, window_images, window_start = {}, 0, 0, now
+            if self.stop_signals.received is not None:
+                bar.close()
+                self.save()
+                raise TrainingStopped(self.stop_signals.received, self.global_step, self.run_dir)
             if self.step_in_epoch < self.steps_per_epoch:  # the epoch end saves anyway
                 stop = opt.max_steps is not None and self.global_step >= opt.max_steps
                 if stop or (opt.checkpoint_every_steps
