@@ -56,7 +56,7 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
     if len(targets) == 0:
         return float("nan")
     best = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return float((best == targets.unsqueeze(1)).any(dim=1).float().mean())
+    return int((best == targets.unsqueeze(1)).any(dim=1).sum()) / len(targets)  # exact fraction
 
 
 class LinearProbe:
