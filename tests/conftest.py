@@ -8,6 +8,17 @@ import torch
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a whole module (its module-scoped fixtures included), restored after
+    it: small tensors run fastest on one thread, above all on a busy 2-core machine. Modules opt
+    in with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

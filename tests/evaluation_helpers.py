@@ -1,17 +1,6 @@
-"""Shared pieces of the evaluation tests: single-threaded torch, clustered toy features."""
+"""Shared pieces of the evaluation tests: clustered toy features."""
 
 import numpy as np
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Small tensors run fastest on one thread, above all on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def clustered(train=1500, test=300, dim=24, classes=6, spread=1.0, seed=0, labels=None):

@@ -11,7 +11,8 @@ from seedzoo.cli import main
 from seedzoo.evaluation import read_report
 from seedzoo.evaluation.report import SCHEMA, format_report, make_report, write_report
 
-from evaluation_helpers import single_thread  # noqa: F401 (autouse fixture)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 QUICK = ["--workers", "0", "--quiet", "--batch-size", "64"]
 

@@ -7,18 +7,11 @@ import io
 import json
 
 import pytest
-import torch
 
 from seedzoo.cli import main
 from seedzoo.evaluation.onnx_export import read_onnx_metadata
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from seedzoo.evaluation import (FeatureCache, PixelEncoder, dataset_features, ex
                                 get_dataset, load_encoder, transform_for, weights_fingerprint)
 from seedzoo.evaluation import features as features_module
 
-from evaluation_helpers import single_thread  # noqa: F401 (autouse fixture)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 
 def test_pixel_encoder_features_are_the_raw_pixels():

@@ -15,7 +15,9 @@ from seedzoo.errors import SeedzooError
 from seedzoo.evaluation import knn_classify, knn_scores
 from seedzoo.evaluation.knn import iter_neighbors
 
-from evaluation_helpers import clustered, single_thread  # noqa: F401 (autouse fixture)
+from evaluation_helpers import clustered
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("k", [1, 7, 20])

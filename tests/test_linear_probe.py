@@ -12,7 +12,9 @@ from seedzoo.errors import SeedzooError
 from seedzoo.evaluation import LinearProbe, fewshot_indices, fewshot_probe, linear_probe
 from seedzoo.evaluation.linear import holdout_split
 
-from evaluation_helpers import clustered, single_thread  # noqa: F401 (autouse fixture)
+from evaluation_helpers import clustered
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from seedzoo.evaluation.transforms import data_config_for, transform_for
 
 ARCHS = ["test_efficientnet", "test_vit"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -18,13 +18,7 @@ from seedzoo.evaluation.transforms import transform_for
 
 ARCH = "test_resnet"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture

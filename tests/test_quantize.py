@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import onnx
 import pytest
-import torch
 
 from onnx_helpers import cosine, digits_batch, exported
 from seedzoo.errors import SeedzooError
@@ -14,13 +13,7 @@ from seedzoo.evaluation.transforms import transform_for
 
 ARCH = "test_resnet"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

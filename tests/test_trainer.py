@@ -24,7 +24,7 @@ from seedzoo.training.optim import LARS, WarmupCosineSchedule, param_groups, war
 from seedzoo.training.trainer import train
 from trainer_helpers import toy_recipe
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # The real CLI in a new process, with the toy method registered by importing the helpers module.
 TOY_CLI = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
