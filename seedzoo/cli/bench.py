@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-
-def _batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
-    return sizes
+from seedzoo.cli._arguments import add_model_arguments, load_model, positive_int_list
 
 
 def register(subparsers) -> None:
@@ -28,15 +17,12 @@ def register(subparsers) -> None:
         "Without --onnx the model is exported (and validated) to a temporary file first.",
         epilog="example: seedzoo bench --model timm:resnet18 --onnx resnet18.onnx "
         "--int8 resnet18.int8.onnx --batch-sizes 1,32 --threads 2 --out bench.json")
-    parser.add_argument("--model", required=True, metavar="SPEC",
-                        help="the torch model, as seedzoo.load takes it (timm:<arch>, a catalog "
-                        "name, hf-hub:org/name, a folder, or a weights file with --arch)")
-    parser.add_argument("--arch", help="architecture of a weights-file --model")
-    parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+    add_model_arguments(parser)
     parser.add_argument("--onnx", metavar="FILE", help="fp32 ONNX file exported from --model "
                         "(default: export one to a temporary folder)")
     parser.add_argument("--int8", metavar="FILE", help="INT8 ONNX file (seedzoo export --int8)")
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="B,B,..",
+    parser.add_argument("--batch-sizes", type=positive_int_list("batch sizes"), default=[1, 8, 32],
+                        metavar="B,B,..",
                         help="comma-separated batch sizes (default: 1,8,32)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for torch and ONNX Runtime alike (default: torch's)")
@@ -55,19 +41,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-    import os
     import tempfile
     from pathlib import Path
 
     from seedzoo.errors import SeedzooError
     from seedzoo.evaluation.latency import benchmark_latency, format_latency_table
     from seedzoo.evaluation.onnx_export import export_onnx, model_source
-    from seedzoo.zoo import load
+    from seedzoo.evaluation.report import write_report
 
     if args.threads is not None and args.threads < 1:
         raise SeedzooError(f"--threads must be at least 1, got {args.threads}.")
-    model = load(args.model, arch=args.arch, revision=args.revision)
+    model = load_model(args)
     with tempfile.TemporaryDirectory(prefix="seedzoo-bench-") as tmp:
         onnx_path = args.onnx
         if onnx_path is None:
@@ -81,10 +65,5 @@ def run(args) -> int:
     result["arguments"] = {key: value for key, value in vars(args).items() if key != "func"}
     print(format_latency_table(result))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(out.name + ".tmp")
-        tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp_out, out)
-        print(f"Wrote {out}")
+        print(f"Wrote {write_report(result, args.out)}")
     return 0

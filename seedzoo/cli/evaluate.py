@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from seedzoo.cli._arguments import float_list, positive_int, positive_int_list
+
 DESCRIPTION = """\
 Evaluate the frozen features of an encoder on a dataset's test split, training only on its
 train split: weighted k-NN (cosine, exp(sim/T) votes; k 10, 20, 100, 200), a linear probe
@@ -27,32 +29,6 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
-            from None
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval", help="k-NN, linear-probe and few-shot accuracy of a frozen encoder",
@@ -71,9 +47,9 @@ def register(subparsers) -> None:
     what.add_argument("--protocol", default="knn,linear,fewshot", metavar="LIST",
                       help="comma-separated protocols among knn, linear, fewshot "
                            "(default: all three)")
-    what.add_argument("--limit-train", type=_positive_int, metavar="N",
+    what.add_argument("--limit-train", type=positive_int, metavar="N",
                       help="use a seeded random subset of N training images (quick runs)")
-    what.add_argument("--limit-test", type=_positive_int, metavar="N",
+    what.add_argument("--limit-test", type=positive_int, metavar="N",
                       help="use a seeded random subset of N test images (quick runs)")
     what.add_argument("--seed", type=int, default=0,
                       help="seed of subsets, held-out splits and probe training (default 0)")
@@ -84,12 +60,12 @@ def register(subparsers) -> None:
     run.add_argument("--onnx", metavar="FILE",
                      help="exported encoder to run with ONNX Runtime (implies "
                           "--backend onnxruntime)")
-    run.add_argument("--threads", type=_positive_int, metavar="N",
+    run.add_argument("--threads", type=positive_int, metavar="N",
                      help="ONNX Runtime intra-op threads (default: its own choice)")
     run.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
                                       "(default: cuda if available for torch encoders with "
                                       "weights, else cpu)")
-    run.add_argument("--batch-size", type=_positive_int, default=256,
+    run.add_argument("--batch-size", type=positive_int, default=256,
                      help="images per forward pass (default 256)")
     run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                      help="data-loading worker processes (default: min(4, CPUs))")
@@ -101,7 +77,8 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
     knn = parser.add_argument_group("k-NN")
-    knn.add_argument("--knn-k", type=_int_list, default=[10, 20, 100, 200], metavar="LIST",
+    knn.add_argument("--knn-k", type=positive_int_list("k values"), default=[10, 20, 100, 200],
+                     metavar="LIST",
                      help="neighbour counts, all scored from one search (default 10,20,100,200)")
     knn.add_argument("--knn-temperature", type=float, default=0.07, metavar="T",
                      help="vote weight exp(similarity / T) (default 0.07)")
@@ -109,14 +86,14 @@ def register(subparsers) -> None:
                      help="distance: exp(sim/T) votes (default); uniform: majority vote")
 
     probe = parser.add_argument_group("linear probe and few-shot")
-    probe.add_argument("--probe-epochs", type=_positive_int, default=10, metavar="N",
+    probe.add_argument("--probe-epochs", type=positive_int, default=10, metavar="N",
                        help="SGD epochs over the training features (default 10)")
     probe.add_argument("--probe-lr", type=float, default=0.05, metavar="LR",
                        help="peak learning rate, cosine-annealed to zero (default 0.05)")
-    probe.add_argument("--probe-min-steps", type=_positive_int, default=500, metavar="N",
+    probe.add_argument("--probe-min-steps", type=positive_int, default=500, metavar="N",
                        help="at least this many SGD steps, so small (few-shot) sets converge "
                             "(default 500)")
-    probe.add_argument("--weight-decays", type=_float_list, metavar="LIST",
+    probe.add_argument("--weight-decays", type=float_list, metavar="LIST",
                        help="weight-decay grid, chosen on held-out training features "
                             "(default 0,1e-5,1e-4,1e-3,1e-2)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from seedzoo.cli._arguments import add_model_arguments, load_model
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -15,11 +17,7 @@ def register(subparsers) -> None:
         "--calib-dataset, and with --knn-dataset its k-NN top-1 is shown next to fp32's.",
         epilog="example: seedzoo export --model timm:resnet18 --out resnet18.onnx "
         "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist")
-    parser.add_argument("--model", required=True, metavar="SPEC",
-                        help="what seedzoo.load takes: a catalog name, hf-hub:org/name[@rev], "
-                        "timm:<arch>, an encoder folder, or a weights file with --arch")
-    parser.add_argument("--arch", help="architecture of a weights-file --model (e.g. resnet18)")
-    parser.add_argument("--revision", help="hub branch, tag or commit of --model")
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write it")
     parser.add_argument("--opset", type=int, default=18,
                         help="ONNX opset, 17 or later (default: %(default)s)")
@@ -54,11 +52,10 @@ def run(args) -> int:
 
     from seedzoo.errors import SeedzooError
     from seedzoo.evaluation.onnx_export import export_onnx, model_source
-    from seedzoo.zoo import load
 
     if args.knn_dataset and not args.int8:
         raise SeedzooError("--knn-dataset compares fp32 with INT8; add --int8.")
-    model = load(args.model, arch=args.arch, revision=args.revision)
+    model = load_model(args)
     hub_id, _ = model_source(model)  # a hub model knows its id and commit itself
     report = export_onnx(model, args.out, opset=args.opset, model_id=hub_id or args.model,
                          validate_dataset=args.validate_dataset, data_root=args.data_root)
