@@ -103,7 +103,8 @@ def test_parallel_search_finds_the_same_neighbours_in_order():
     with torch_threads(3):
         parallel = list(iter_neighbors(train_x, test_x, 10, query_chunk=60, bank_chunk=700))
     assert [pool["num_threads"] for pool in threadpool_info()] == blas_before
-    assert [rows for rows, _, _ in parallel] == [slice(s, min(s + 20, 200)) for s in range(0, 200, 20)]
+    expected_rows = [slice(start, min(start + 20, 200)) for start in range(0, 200, 20)]
+    assert [rows for rows, _, _ in parallel] == expected_rows  # 60 rows shared by 3 threads
     torch.testing.assert_close(torch.cat([sims for _, sims, _ in parallel]),
                                torch.cat([sims for _, sims, _ in serial]))
     assert torch.equal(torch.cat([index for _, _, index in parallel]),

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from seedzoo.files import atomic_write_path
+
 FEATURES_KEY = "features"
 LABELS_KEY = "labels"
 
@@ -141,12 +143,10 @@ class FeatureCache:
         from safetensors.torch import save_file
 
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         metadata = {"key": json.dumps(key, sort_keys=True, default=str)}
-        save_file({FEATURES_KEY: features.contiguous(), LABELS_KEY: labels.contiguous()},
-                  str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        with atomic_write_path(path) as tmp:
+            save_file({FEATURES_KEY: features.contiguous(), LABELS_KEY: labels.contiguous()},
+                      str(tmp), metadata=metadata)
         return path
 
 

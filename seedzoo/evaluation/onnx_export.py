@@ -48,6 +48,7 @@ from seedzoo.errors import DatasetNotFoundError, SeedzooError
 from seedzoo.evaluation.features import weights_fingerprint
 from seedzoo.evaluation.ort import PREPROCESSING_KEYS, OrtEncoder, decode_metadata
 from seedzoo.evaluation.transforms import data_config_for, transform_for
+from seedzoo.files import atomic_write_path
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -225,16 +226,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = DEFAU
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
         raise SeedzooError(f"The exported graph fails onnx.checker: {error}") from error
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    try:
+    with atomic_write_path(path) as tmp:  # only a validated graph replaces ``path``
+        onnx.save(proto, str(tmp))
         validation = validate_onnx(tmp, model, dataset=validate_dataset, data_root=data_root,
                                    batch_sizes=batch_sizes, max_relative_error=max_relative_error,
                                    min_cosine=min_cosine)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
     return ExportReport(path=path, opset=opset, exporter=EXPORTER,
                         seconds=time.perf_counter() - start, size_bytes=path.stat().st_size,
                         nodes=len(proto.graph.node), metadata=decode_metadata(metadata),

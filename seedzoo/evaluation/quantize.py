@@ -32,6 +32,7 @@ import torch
 
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.ort import OrtEncoder
+from seedzoo.files import atomic_write_path
 
 DEFAULT_CALIB_SIZE = 256
 
@@ -115,32 +116,29 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, *,
                 f"{' reduce_range' if reduce_range else ''}, activations uint8 per-tensor, "
                 "MinMax calibration")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
     start = time.perf_counter()
     advice_filter = _DropPreprocessingAdvice()
     logging.getLogger().addFilter(advice_filter)
     try:
-        quantize_static(str(fp32.path), str(tmp), reader, quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=per_channel, reduce_range=reduce_range,
-                        calibrate_method=CalibrationMethod.MinMax)
-        model = onnx.load(str(tmp))
-        fp32_proto = onnx.load(str(fp32.path), load_external_data=False)
-        props = {prop.key: prop.value for prop in fp32_proto.metadata_props}
-        props.update({"quantization": settings,
-                      "calibration": f"{calib_dataset} train, {calib_size} images, seed {seed}",
-                      "fp32_sha256": fp32.fingerprint})
-        del model.metadata_props[:]
-        onnx.helper.set_model_props(model, props)
-        onnx.save(model, str(tmp))
+        with atomic_write_path(out_path) as tmp:
+            quantize_static(str(fp32.path), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=per_channel, reduce_range=reduce_range,
+                            calibrate_method=CalibrationMethod.MinMax)
+            model = onnx.load(str(tmp))
+            fp32_proto = onnx.load(str(fp32.path), load_external_data=False)
+            props = {prop.key: prop.value for prop in fp32_proto.metadata_props}
+            props.update({"quantization": settings,
+                          "calibration": f"{calib_dataset} train, {calib_size} images, seed {seed}",
+                          "fp32_sha256": fp32.fingerprint})
+            del model.metadata_props[:]
+            onnx.helper.set_model_props(model, props)
+            onnx.save(model, str(tmp))
     except Exception as error:  # onnxruntime.quantization raises assorted error types
-        tmp.unlink(missing_ok=True)
         raise SeedzooError(f"INT8 quantization of {onnx_path} failed: {type(error).__name__}: "
                            f"{error}") from error
     finally:
         logging.getLogger().removeFilter(advice_filter)
-    os.replace(tmp, out_path)
     return QuantizationReport(path=str(out_path), source=str(fp32.path),
                               calib_dataset=calib_dataset, calib_size=calib_size,
                               seconds=time.perf_counter() - start,

@@ -41,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 
 from seedzoo.errors import SeedzooError
+from seedzoo.files import write_text_atomic
 
 SCHEMA = "seedzoo-eval/1"
 _PACKAGES = ("seedzoo", "torch", "torchvision", "timm", "numpy", "scikit-learn", "safetensors",
@@ -69,12 +70,7 @@ def make_report(metrics: dict[str, float], config: dict, seconds: dict[str, floa
 
 def write_report(report: dict, path: str | os.PathLike) -> Path:
     """Write ``report`` as indented JSON, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
 
 
 def read_report(path: str | os.PathLike) -> dict:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from seedzoo.errors import CheckpointError
+from seedzoo.files import atomic_write_path
 from seedzoo.training import distributed
 
 FORMAT = "seedzoo-train-checkpoint"
@@ -31,13 +31,10 @@ VERSION = 1
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"format": FORMAT, "version": VERSION, **state}, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from seedzoo.errors import SeedzooError
+from seedzoo.files import write_text_atomic
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -241,10 +242,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
     """Write the resolved recipe (every key, defaults included) as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def config_differences(old: Config, new: Config) -> list[str]:

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from seedzoo.errors import CheckpointError, SeedzooError
+from seedzoo.files import write_text_atomic
 from seedzoo.training import distributed
 from seedzoo.training.checkpoint import (gather_rng_states, load_checkpoint,
                                          restore_rng_states, save_checkpoint)
@@ -480,9 +481,7 @@ class Trainer:
         from seedzoo.zoo import save_pretrained
 
         save_pretrained(self.method.encoder, self.run_dir / ENCODER_DIR)
-        tmp = self.run_dir / (SUMMARY_NAME + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(self.run_dir / SUMMARY_NAME)
+        write_text_atomic(self.run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
 
 
 def knn_top1(encoder, config: Config, device: torch.device) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seedzoo.errors import SeedzooError
+from seedzoo.files import write_text_atomic
 
 RUN_SUMMARY_NAMES = ("summary.json", "run.json")
 # seedzoo dataset names -> their Hugging Face Hub dataset ids, for the card's metadata.
@@ -314,7 +315,4 @@ def write_card(folder_or_run: str | os.PathLike, **inputs) -> Path:
     from seedzoo.zoo.hub import CARD_NAME, encoder_folder
 
     path = encoder_folder(folder_or_run) / CARD_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(str(model_card(gather_facts(folder_or_run, **inputs))))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, str(model_card(gather_facts(folder_or_run, **inputs))))

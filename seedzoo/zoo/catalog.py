@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from seedzoo.errors import ModelNotFoundError, SeedzooError
+from seedzoo.files import write_text_atomic
 
 CATALOG_ENV = "SEEDZOO_CATALOG"
 PACKAGE_CATALOG = Path(__file__).with_name("catalog.json")
@@ -150,13 +151,6 @@ def download_entry(entry: ModelEntry, *, revision: str | None = None,
             f"({hub_cache_dir(cache_dir)}); {rebuild}") from None
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when it lies in it (entries are committed)."""
     root = REPO_CARDS_DIR.parent
@@ -196,13 +190,13 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
         import yaml
 
         recipe_path = card_dir / "recipe.yaml"
-        _atomic_write_text(recipe_path, yaml.safe_dump(facts.run_config, sort_keys=False))
+        write_text_atomic(recipe_path, yaml.safe_dump(facts.run_config, sort_keys=False))
         command = (command or facts.command
                    or f"seedzoo train --config {_shown(recipe_path)} --out runs/{name}")
     facts = dataclasses.replace(facts, command=command or facts.command,
                                 recipe=recipe or facts.recipe)
     card_path = card_dir / "README.md"
-    _atomic_write_text(card_path, str(model_card(facts)))
+    write_text_atomic(card_path, str(model_card(facts)))
     entry = ModelEntry(
         name=name, architecture=facts.architecture, method=facts.method, teacher=facts.teacher,
         params=facts.params, input_size=list(facts.input_size),
@@ -214,7 +208,7 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     models = [m for m in _read(path) if m["name"] != name] if path.exists() else []
     models.append(entry.to_dict())
     models.sort(key=lambda m: m["name"])
-    _atomic_write_text(path, json.dumps({"models": models}, indent=2) + "\n")
+    write_text_atomic(path, json.dumps({"models": models}, indent=2) + "\n")
     return entry
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seedzoo.errors import ModelNotFoundError, SeedzooError
+from seedzoo.files import atomic_write_path, write_text_atomic
 from seedzoo.zoo.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_pretrained_folder, read_config
 
 CARD_NAME = "README.md"
@@ -158,13 +159,12 @@ def push(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None
 
 
 def _link_or_copy(blob: Path, link: Path) -> None:
-    tmp = link.with_name(link.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        tmp.symlink_to(os.path.relpath(blob, link.parent))
-    except OSError:  # file systems without symlinks: the cache holds a copy instead
-        tmp.write_bytes(blob.read_bytes())
-    os.replace(tmp, link)
+    with atomic_write_path(link) as tmp:
+        tmp.unlink(missing_ok=True)  # left by a killed writer: symlink_to cannot overwrite
+        try:
+            tmp.symlink_to(os.path.relpath(blob, link.parent))
+        except OSError:  # file systems without symlinks: the cache holds a copy instead
+            tmp.write_bytes(blob.read_bytes())
 
 
 def publish_to_cache(folder_or_run: str | os.PathLike, repo_id: str, *,
@@ -191,15 +191,10 @@ def publish_to_cache(folder_or_run: str | os.PathLike, repo_id: str, *,
     for name, data in files.items():
         blob = storage / "blobs" / digests[name]
         if not blob.is_file() or blob.stat().st_size != len(data):
-            tmp = blob.with_name(blob.name + ".incomplete")
-            tmp.write_bytes(data)
-            os.replace(tmp, blob)
+            with atomic_write_path(blob) as tmp:
+                tmp.write_bytes(data)
         _link_or_copy(blob, snapshot / name)
-    ref = storage / "refs" / revision
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ref.with_name(ref.name + ".tmp")
-    tmp.write_text(commit)
-    os.replace(tmp, ref)
+    write_text_atomic(storage / "refs" / revision, commit)
     return Publication(repo_id, commit, "local cache", str(snapshot))
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.files import atomic_write_path, write_text_atomic
 from seedzoo.zoo.stems import apply_seedzoo_options
 
 CONFIG_NAME = "config.json"
@@ -67,12 +68,6 @@ def encoder_config(model: nn.Module) -> dict:
     return config
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | None = None,
                     repo_id: str | None = None, run=None, evaluations=(), bench=None) -> Path:
     """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``
@@ -87,10 +82,10 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(folder / WEIGHTS_NAME, lambda p: save_file(state, str(p),
-                                                                   metadata={"format": "pt"}))
-    text = json.dumps(encoder_config(model), indent=2, default=list) + "\n"
-    _atomic_write_bytes(folder / CONFIG_NAME, lambda p: p.write_text(text))
+    with atomic_write_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    write_text_atomic(folder / CONFIG_NAME,
+                      json.dumps(encoder_config(model), indent=2, default=list) + "\n")
     from seedzoo.zoo.card import write_card
 
     write_card(folder, name=name, repo_id=repo_id, run=run, evaluations=evaluations, bench=bench)
