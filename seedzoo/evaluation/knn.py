@@ -91,9 +91,10 @@ def _search_workers(device: torch.device) -> int:
     """Threads that search query chunks side by side: one per torch thread on CPU.
 
     Each runs its own single-threaded product and top-k. On 2 cores (60,000 x 512 bank,
-    10,000 queries, k 20) this took 4.50 s against 5.10 s for one two-thread product after
-    another (medians of 5), whose idle BLAS thread keeps spinning on the core that the next
-    top-k needs, and one-thread products run faster per core (83 against 74 GFLOP/s).
+    10,000 queries, k 20) this took 4.35 s against 4.99 s for one two-thread product after
+    another (medians of 5, alternating in one process): there the idle BLAS thread keeps
+    spinning on the core that the next top-k needs, and one-thread products run faster per
+    core (83 against 74 GFLOP/s).
     """
     return torch.get_num_threads() if device.type == "cpu" else 1
 
@@ -150,8 +151,9 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
             pending = deque(pool.submit(search, start) for start in islice(starts, 2 * workers))
             while pending:
                 result = pending.popleft().result()
-                for start in islice(starts, 1):
-                    pending.append(pool.submit(search, start))
+                next_start = next(starts, None)
+                if next_start is not None:
+                    pending.append(pool.submit(search, next_start))
                 yield result
     finally:
         pool.shutdown(cancel_futures=True)
