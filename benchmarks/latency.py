@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -173,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from seedzoo.evaluation.latency import format_latency_table, load_average, machine_info
+    from seedzoo.files import write_text_atomic
 
     torch.set_num_threads(args.threads)
     command = shlex.join(["python", "benchmarks/latency.py", *(sys.argv[1:] if argv is None
@@ -189,12 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                "load_average": {"start": load_start, "end": load_average()},
                "rows": table_rows(results), "results": results}
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in ((f"{args.name}.json", json.dumps(summary, indent=2) + "\n"),
-                       (f"{args.name}.md", markdown(summary))):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out_dir / name)
+    write_text_atomic(out_dir / f"{args.name}.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out_dir / f"{args.name}.md", markdown(summary))
     print(markdown(summary))
     return 0
 
