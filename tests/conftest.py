@@ -5,6 +5,8 @@ import os
 import pytest
 import torch
 
+from evaluation_helpers import torch_threads
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
@@ -13,10 +15,8 @@ def single_thread():
     """One torch thread for a whole module (its module-scoped fixtures included), restored after
     it: small tensors run fastest on one thread, above all on a busy 2-core machine. Modules opt
     in with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(autouse=True)

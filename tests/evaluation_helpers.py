@@ -1,6 +1,20 @@
-"""Shared pieces of the evaluation tests: clustered toy features."""
+"""Shared pieces of the tests: a torch thread-count context, clustered toy features."""
+
+import contextlib
 
 import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def torch_threads(count):
+    """``torch.set_num_threads(count)`` inside the block, the previous count restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def clustered(train=1500, test=300, dim=24, classes=6, spread=1.0, seed=0, labels=None):

@@ -1,6 +1,5 @@
 """Weighted k-NN: agreement with scikit-learn, a hand-checked vote, chunking, top-5, memory."""
 
-import contextlib
 import json
 import math
 import subprocess
@@ -18,7 +17,7 @@ from seedzoo.errors import SeedzooError
 from seedzoo.evaluation import knn_classify, knn_scores
 from seedzoo.evaluation.knn import iter_neighbors
 
-from evaluation_helpers import clustered
+from evaluation_helpers import clustered, torch_threads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -79,16 +78,6 @@ def test_neighbours_are_the_exact_top_k():
         parts = list(iter_neighbors(train_x, test_x, 25, **chunks))
         torch.testing.assert_close(torch.cat([sims for _, sims, _ in parts]), expected.values)
         assert torch.equal(torch.cat([index for _, _, index in parts]), expected.indices)
-
-
-@contextlib.contextmanager
-def torch_threads(count):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _knn_threads():
