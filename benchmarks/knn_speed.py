@@ -1,12 +1,15 @@
 """k-NN speed: seedzoo's ``knn_classify`` against scikit-learn's brute-force cosine k-NN.
 
 Both classify the same queries against the same bank (default 60,000 x 512 training
-features, 10,000 queries, k 20, majority vote), each in a fresh process so that its peak
-memory can be read from the kernel and compared. Each method runs ``--repeats`` times; the
-median and the fastest time are printed. scikit-learn's time varies a lot from run to run on
-2 cores (measured 12.0-18.5 s in four runs of one process), so the ratio of medians ends the
-output, ``ratio: <seedzoo median / scikit-learn median>``, after the ratio of the fastest runs.
-Also printed: the peak memory above the loaded data and the agreement of the predictions.
+features, 10,000 queries, k 20, majority vote), each in its own process so that its peak
+memory can be read from the kernel and compared. The two processes stay up and take turns,
+one run each per round for ``--repeats`` rounds, so that a slow spell of a shared machine
+falls on both methods alike; the first round includes each method's warm-up. The median and
+the fastest time of each are printed, then the ratio of each round's pair and their median.
+scikit-learn's time varies a lot from run to run on 2 cores (measured 11.7-19.6 s within one
+process), so the ratio of medians ends the output, ``ratio: <seedzoo median / scikit-learn
+median>``. Also printed: the peak memory above the loaded data and the agreement of the
+predictions.
 
     python benchmarks/knn_speed.py [--train 60000] [--test 10000] [--dim 512] [--repeats 5]
 """
@@ -46,8 +49,12 @@ def _reset_peak_memory() -> None:
         refs.write("5")
 
 
-def _worker(method: str, folder: Path, k: int, jobs: int, repeats: int) -> None:
-    """Child process: load the data, time ``method`` ``repeats`` times, measure its peak memory."""
+def _worker(method: str, folder: Path, k: int, jobs: int) -> None:
+    """Child process: load the data, then classify once per line read from stdin.
+
+    Prints its thread count, then one JSON line (time and peak extra memory) per run. Saves
+    the last predictions when stdin closes.
+    """
     train_x = np.load(folder / "train_x.npy")
     train_y = np.load(folder / "train_y.npy")
     test_x = np.load(folder / "test_x.npy")
@@ -70,26 +77,51 @@ def _worker(method: str, folder: Path, k: int, jobs: int, repeats: int) -> None:
                                          n_jobs=jobs)
             return model.fit(train_x, train_y).predict(test_x)
 
-    times, extra = [], []
-    for _ in range(repeats):
+    print(json.dumps({"threads": threads}), flush=True)
+    predictions = None
+    for _ in sys.stdin:
         _reset_peak_memory()
         baseline = _status_mib("VmRSS:")
         start = time.perf_counter()
         predictions = classify()
-        times.append(time.perf_counter() - start)
-        extra.append(_status_mib("VmHWM:") - baseline)
+        seconds = time.perf_counter() - start
+        extra = _status_mib("VmHWM:") - baseline
+        print(json.dumps({"time_s": seconds, "extra_mib": extra}), flush=True)
     np.save(folder / f"{method}_predictions.npy", np.asarray(predictions))
-    summary = {"times_s": times, "extra_mib": max(extra), "threads": threads}
-    (folder / f"{method}.json").write_text(json.dumps(summary))
 
 
-def _measure(method: str, folder: Path, args) -> dict:
-    subprocess.run([sys.executable, __file__, "--worker", method, "--folder", str(folder),
-                    "--k", str(args.k), "--jobs", str(args.jobs), "--repeats", str(args.repeats)],
-                   check=True)
-    summary = json.loads((folder / f"{method}.json").read_text())
-    summary["predictions"] = np.load(folder / f"{method}_predictions.npy")
-    return summary
+class _Worker:
+    """One method's resident child process, run on demand."""
+
+    def __init__(self, method: str, folder: Path, args) -> None:
+        self.method, self.folder = method, folder
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", method, "--folder", str(folder),
+             "--k", str(args.k), "--jobs", str(args.jobs)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.threads = self._reply()["threads"]
+        self.times, self.extra_mib = [], []
+
+    def _reply(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.method} worker stopped (exit code "
+                               f"{self.process.wait()}); its error is printed above")
+        return json.loads(line)
+
+    def run(self) -> None:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        self.times.append(reply["time_s"])
+        self.extra_mib.append(reply["extra_mib"])
+
+    def finish(self) -> np.ndarray:
+        """Stop the process and return its last predictions."""
+        self.process.stdin.close()
+        if self.process.wait() != 0:
+            raise RuntimeError(f"the {self.method} worker failed; its error is printed above")
+        return np.load(self.folder / f"{self.method}_predictions.npy")
 
 
 def main() -> None:
@@ -100,12 +132,12 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10, help="number of classes")
     parser.add_argument("--k", type=int, default=20, help="neighbours")
     parser.add_argument("--jobs", type=int, default=2, help="scikit-learn n_jobs")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per method")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (runs per method)")
     parser.add_argument("--worker", choices=("seedzoo", "scikit-learn"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.folder, args.k, args.jobs, args.repeats)
+        _worker(args.worker, args.folder, args.k, args.jobs)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,25 +148,34 @@ def main() -> None:
             np.save(folder / f"{name}.npy", array)
         data_mib = (train_x.nbytes + test_x.nbytes) / 2**20
         print(f"bank {args.train} x {args.dim}, {args.test} queries, k {args.k}, uniform vote, "
-              f"float32 ({data_mib:.0f} MiB of features), {os.cpu_count()} CPUs", flush=True)
-        results = {method: _measure(method, folder, args) for method in ("scikit-learn", "seedzoo")}
+              f"float32 ({data_mib:.0f} MiB of features), {os.cpu_count()} CPUs, "
+              f"{args.repeats} rounds", flush=True)
+        workers = [_Worker(method, folder, args) for method in ("scikit-learn", "seedzoo")]
+        try:
+            for _ in range(args.repeats):
+                for worker in workers:
+                    worker.run()
+            predictions = {worker.method: worker.finish() for worker in workers}
+        finally:
+            for worker in workers:
+                worker.process.kill()
 
     print(f"{'method':<14}{'threads':>8}{'median (s)':>12}{'fastest (s)':>13}"
-          f"{'peak extra memory (MiB)':>26}{'top-1':>8}   all times (s)")
-    for method, result in results.items():
-        accuracy = float((result["predictions"] == test_y).mean())
-        times = result["times_s"]
-        print(f"{method:<14}{result['threads']:>8}{statistics.median(times):>12.2f}"
-              f"{min(times):>13.2f}{result['extra_mib']:>26.0f}{accuracy:>8.3f}   "
-              + " ".join(f"{t:.2f}" for t in times))
-    seedzoo, sklearn = results["seedzoo"], results["scikit-learn"]
-    agreement = float((seedzoo["predictions"] == sklearn["predictions"]).mean())
+          f"{'peak extra memory (MiB)':>26}{'top-1':>8}   times by round (s)")
+    for worker in workers:
+        accuracy = float((predictions[worker.method] == test_y).mean())
+        print(f"{worker.method:<14}{worker.threads:>8}{statistics.median(worker.times):>12.2f}"
+              f"{min(worker.times):>13.2f}{max(worker.extra_mib):>26.0f}{accuracy:>8.3f}   "
+              + " ".join(f"{t:.2f}" for t in worker.times))
+    sklearn, seedzoo = workers
+    agreement = float((predictions["seedzoo"] == predictions["scikit-learn"]).mean())
     print(f"identical predictions: {agreement:.4f}")
-    print(f"memory ratio: {seedzoo['extra_mib'] / max(sklearn['extra_mib'], 1):.3f}")
-    ours, theirs = seedzoo["times_s"], sklearn["times_s"]
-    print(f"ratio of the fastest runs: {min(ours) / min(theirs):.3f}")
-    print(f"ratio: {statistics.median(ours) / statistics.median(theirs):.3f}")
-
+    print(f"memory ratio: {max(seedzoo.extra_mib) / max(max(sklearn.extra_mib), 1):.3f}")
+    paired = [ours / theirs for ours, theirs in zip(seedzoo.times, sklearn.times)]
+    print("ratio by round: " + " ".join(f"{r:.3f}" for r in paired)
+          + f" (median {statistics.median(paired):.3f})")
+    print(f"ratio of the fastest runs: {min(seedzoo.times) / min(sklearn.times):.3f}")
+    print(f"ratio: {statistics.median(seedzoo.times) / statistics.median(sklearn.times):.3f}")
 
 if __name__ == "__main__":
     main()
