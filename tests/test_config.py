@@ -52,6 +52,14 @@ def test_linear_scaling_rule_unless_lr_is_given():
     ({"method": {"name": "x"}, "train": {"optimizer": "adam"}}, r"sgd, adamw, lars"),
     ({"method": {"name": "x"}, "data": {"std": [0.5]}}, r"data\.std needs 3 values"),
     ({"method": {}}, r"method section needs a name"),
+    ({"method": {"name": "x"}, "train": {"log_every_steps": 0}},
+     r"train\.log_every_steps must be at least 1, got 0"),
+    ({"method": {"name": "x"}, "train": {"max_steps": 0}}, r"train\.max_steps must be at least 1"),
+    ({"method": {"name": "x"}, "train": {"checkpoint_every_steps": -5}},
+     r"train\.checkpoint_every_steps must not be negative, got -5"),
+    ({"method": {"name": "x"}, "train": {"knn_monitor": {"every_epochs": -1}}},
+     r"train\.knn_monitor\.every_epochs must not be negative"),
+    ({"method": {"name": "x"}, "train": {"grad_clip": -1.0}}, r"train\.grad_clip must be positive"),
 ])
 def test_bad_recipes_are_clear_errors(values, message):
     with pytest.raises(SeedzooError, match=message):

@@ -21,7 +21,7 @@ from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.training.checkpoint import gather_rng_states, load_checkpoint, restore_rng_states
 from seedzoo.training.config import config_from_dict
 from seedzoo.training.optim import LARS, WarmupCosineSchedule, param_groups, warmup_cosine
-from seedzoo.training.trainer import train
+from seedzoo.training.trainer import Trainer, train
 from trainer_helpers import toy_recipe
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -70,6 +70,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, uninterrupt
     assert not stopped["finished"] and not (tmp_path / "run" / "encoder").exists()
     progress = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["progress"]
     assert (progress["epoch"], progress["step_in_epoch"]) == (0, 5)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as log:
+        log.write('{"step": 6, "lo')  # a row cut short by a kill
     resumed = _run(tmp_path, "run", resume=True, data={"workers": 2})
     assert resumed["finished"] and resumed["steps"] == 12
     expected, got = _method_state(reference), _method_state(tmp_path / "run")
@@ -103,21 +105,24 @@ def test_sigkilled_process_resumes_to_the_same_weights(tmp_path, uninterrupted):
 
 
 def test_sigterm_checkpoints_the_current_step_and_exits_non_zero(tmp_path, uninterrupted):
+    """The signal goes to the whole process group, data workers included, as a scheduler's
+    or Ctrl-C's does."""
     reference, _ = uninterrupted
     recipe = tmp_path / "toy.yaml"
     settings = {"checkpoint_every_steps": 0, "log_every_steps": 1}
-    recipe.write_text(json.dumps(toy_recipe(train=settings)))
+    recipe.write_text(json.dumps(toy_recipe(train=settings, data={"workers": 1})))
     run_dir = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-c", TOY_CLI, "train", "--config", str(recipe),
                                 "--out", str(run_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while not (metrics.exists() and metrics.read_text()) and process.poll() is None:
         assert time.monotonic() < deadline, "no step was logged"
         time.sleep(0.01)
     assert not (run_dir / "checkpoint.pt").exists()  # only the signal can write one this early
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=240)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     stopped_at = load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"]
@@ -127,6 +132,33 @@ def test_sigterm_checkpoints_the_current_step_and_exits_non_zero(tmp_path, unint
     expected, got = _method_state(reference), _method_state(run_dir)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
+
+
+def test_too_few_views_for_the_method_is_a_clear_error_before_training(tmp_path):
+    with pytest.raises(SeedzooError, match=r"needs at least 2 views.*'single' makes 1.*'moco_v2'"):
+        train(config_from_dict(toy_recipe(data={"views": "single"})), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_follows_the_recipe_s_optimizer_settings(tmp_path):
+    run_dir = tmp_path / "run"
+    train(config_from_dict(toy_recipe(train={"max_steps": 2})), run_dir)
+    changed = toy_recipe(train={"weight_decay": 0.05, "momentum": 0.5})
+    trainer = Trainer(config_from_dict(changed), run_dir, torch.device("cpu"))
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    trainer.restore(state)
+    assert [(g["weight_decay"], g["momentum"]) for g in trainer.optimizer.param_groups] \
+        == [(0.05, 0.5), (0.0, 0.5)]
+    buffers = [s["momentum_buffer"] for s in trainer.optimizer.state.values()]
+    assert buffers and len(buffers) == len(state["optimizer"]["state"])  # the state is loaded
+
+
+def test_resuming_a_run_stopped_by_max_steps_takes_no_further_step(tmp_path):
+    run_dir = tmp_path / "run"
+    config = config_from_dict(toy_recipe(train={"max_steps": 3}))
+    train(config, run_dir)
+    train(config, run_dir, resume=True)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"] == 3
 
 
 def test_a_run_folder_is_not_overwritten_without_resume(tmp_path, uninterrupted):

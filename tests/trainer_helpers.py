@@ -20,6 +20,7 @@ class ToyContrastive(Method):
     """
 
     views = "moco_v2"
+    min_views = 2
 
     def __init__(self, arch: str = "test_resnet", dim: int = 16, queue_size: int = 64,
                  nan_at_call: int | None = None):

@@ -120,11 +120,22 @@ def validate(config: Config) -> Config:
     _check_choice(config.train.optimizer, OPTIMIZERS, "train.optimizer")
     _check_choice(config.train.precision, PRECISIONS, "train.precision")
     _check_choice(config.train.device, DEVICES, "train.device")
+    train = config.train
     for where, value in (("data.image_size", config.data.image_size),
                          ("data.batch_size", config.data.batch_size),
-                         ("train.epochs", config.train.epochs)):
-        if value < 1:
+                         ("train.epochs", train.epochs),
+                         ("train.log_every_steps", train.log_every_steps),
+                         ("train.max_steps", train.max_steps)):
+        if value is not None and value < 1:
             raise SeedzooError(f"{where} must be at least 1, got {value}.")
+    for where, value in (("data.workers", config.data.workers),
+                         ("train.warmup_epochs", train.warmup_epochs),
+                         ("train.checkpoint_every_steps", train.checkpoint_every_steps),
+                         ("train.knn_monitor.every_epochs", train.knn_monitor.every_epochs)):
+        if value < 0:
+            raise SeedzooError(f"{where} must not be negative, got {value}.")
+    if train.grad_clip is not None and train.grad_clip <= 0:
+        raise SeedzooError(f"train.grad_clip must be positive or null, got {train.grad_clip}.")
     for where, value in (("data.mean", config.data.mean), ("data.std", config.data.std)):
         if len(value) != 3:
             raise SeedzooError(f"{where} needs 3 values (R, G, B), got {value}.")

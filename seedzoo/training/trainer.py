@@ -182,6 +182,25 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGINT and SIGTERM.
+
+    Ctrl-C and schedulers signal the whole process group. A worker that died of the signal
+    would make the main process raise in the middle of its step or checkpoint; this way the
+    main process alone decides, and it stops its workers when it exits.
+    """
+    for signum in StopSignals.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _logged_step(line: str) -> float:
+    """The step of a ``metrics.jsonl`` row; infinity for a line a killed run cut short."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricsLog:
     """Rows of metrics appended to ``metrics.jsonl`` (and TensorBoard when installed)."""
 
@@ -189,7 +208,7 @@ class MetricsLog:
         self.path = run_dir / METRICS_NAME
         if self.path.exists():  # drop rows a killed run logged after its last checkpoint
             rows = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]
+                    if _logged_step(line) <= resume_step]
             self.path.write_text("".join(row + "\n" for row in rows))
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -236,14 +255,21 @@ class Trainer:
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
         from seedzoo.training.views import build_views
-        views = build_views(data.views or self.method.views, image_size=data.image_size,
+        view_recipe = data.views or self.method.views
+        views = build_views(view_recipe, image_size=data.image_size,
                             mean=data.mean, std=data.std, **data.view_options)
+        if len(views.transforms) < self.method.min_views:
+            raise SeedzooError(
+                f"Method {config.method_name!r} needs at least {self.method.min_views} views of "
+                f"each image; view recipe {view_recipe!r} makes {len(views.transforms)}. Set "
+                f"data.views to {self.method.views!r} (or null for the method's default).")
         self.dataset = SeededViews(training_images(config), views, opt.seed)
         self.sampler = distributed.ResumableDistributedSampler(
             self.dataset, batch_size=self.batch_size, seed=opt.seed)
         self.loader = DataLoader(
             self.dataset, batch_size=self.batch_size, sampler=self.sampler,
             num_workers=data.workers, drop_last=data.drop_last, pin_memory=device.type == "cuda",
+            worker_init_fn=_leave_stop_signals_to_the_trainer,
             generator=torch.Generator().manual_seed(opt.seed))  # leaves the global RNG alone
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
@@ -299,6 +325,10 @@ class Trainer:
         self.last_checkpoint_step = self.global_step
 
     def restore(self, state: dict) -> None:
+        """Continue from a checkpoint: its weights, optimiser state, schedule position and RNG,
+        with the current recipe's optimiser settings (weight decay, momentum, betas, lr)."""
+        recipe = [{k: v for k, v in group.items() if k != "params"}
+                  for group in self.optimizer.param_groups]
         try:
             self.method.load_state_dict(state["method"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -306,6 +336,8 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path} does not fit this recipe's method "
                                   f"({error}). Resume with the recipe that started the run.") \
                 from None
+        for group, settings in zip(self.optimizer.param_groups, recipe):
+            group.update(settings)  # the checkpoint's were loaded with the state
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         progress = state["progress"]
@@ -352,6 +384,8 @@ class Trainer:
     def train_one_epoch(self) -> bool:
         """Train the rest of the current epoch; False when ``train.max_steps`` stopped it."""
         opt = self.config.train
+        if opt.max_steps is not None and self.global_step >= opt.max_steps:
+            return False  # a resumed run that had already reached it
         self.dataset.epoch = self.epoch
         self.sampler.set_epoch(self.epoch, skip_batches=self.step_in_epoch)
         self.method.train()

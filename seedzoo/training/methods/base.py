@@ -10,7 +10,7 @@ builder with :func:`register_method`. The trainer knows nothing else about metho
 - everything a method must carry across a resume (queues, pointers, momentum encoders,
   frozen teachers) lives in its parameters and registered buffers, so ``state_dict()`` holds it;
 - ``method.views`` names the view recipe it expects (see ``seedzoo.training.views``) unless
-  the recipe overrides it.
+  the recipe overrides it, and ``method.min_views`` how many views of each image it needs.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Method(nn.Module):
 
     encoder: nn.Module
     views: str = "moco_v2"
+    min_views: int = 1
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -51,6 +51,7 @@ class MoCo(Method):
     """
 
     views = "moco_v2"
+    min_views = 2
 
     def __init__(self, *, encoder: dict | str, dim: int = 128, hidden_dim: int = 2048,
                  queue_size: int = 65536, momentum: float = 0.999, temperature: float = 0.2,

@@ -84,6 +84,7 @@ class SEED(Method):
         self.small_patch_queue = (EmbeddingQueue(small_patch_queue_size, dim)
                                   if small_patch_queue_size else None)
         self.views = "seed_small_patch" if self.small_patch_queue is not None else "single"
+        self.min_views = 1 if self.small_patch_queue is None else 2
         self.student_temperature = student_temperature
         self.teacher_temperature = teacher_temperature
         self.teacher.eval()
@@ -110,9 +111,6 @@ class SEED(Method):
         loss, teacher = self._distill(views[0], self.queue)
         metrics = {"loss": loss}
         if self.small_patch_queue is not None:
-            if len(views) < 2:
-                raise SeedzooError("SEED with small_patch_queue_size needs small-patch views "
-                                   "(view recipe 'seed_small_patch').")
             small_loss, small_teacher = self._distill(torch.cat(views[1:]), self.small_patch_queue)
             self.small_patch_queue.enqueue(small_teacher[: views[1].shape[0]])
             metrics = {"loss": loss + small_loss, "loss_global": loss,

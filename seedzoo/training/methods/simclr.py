@@ -56,6 +56,7 @@ class SimCLR(Method):
     """
 
     views = "simclr"
+    min_views = 2
 
     def __init__(self, *, encoder: dict | str, dim: int = 128, hidden_dim: int = 2048,
                  head_batch_norm: bool = True, temperature: float = 0.5,
