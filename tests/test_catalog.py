@@ -66,6 +66,7 @@ def test_add_from_a_run_then_list_and_load_by_name(catalog, run, hf_cache, tmp_p
     card = ModelCard.load(tmp_path / "cards/seed-tiny-fmnist/README.md")
     assert {r.metric_name: r.metric_value for r in card.data.eval_results} == FMNIST
     assert torch.equal(features(seedzoo.load("seed-tiny-fmnist")), features(model))
+    assert torch.equal(features(seedzoo.load(listed)), features(model))
 
     assert main(["list"]) == 0
     table = capsys.readouterr().out
@@ -133,3 +134,21 @@ def test_cli_catalog_add(catalog, run, hf_cache, tmp_path, capsys):
                  "--cards", str(tmp_path / "cards")]) == 0
     assert "seed-cli" in capsys.readouterr().out
     assert seedzoo.list_models()[0].name == "seed-cli"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda entry: entry.pop("recipe"), "entry 'seed-tiny': missing field 'recipe'"),
+    (lambda entry: entry.update(license="mit"), "entry 'seed-tiny': unknown field 'license'"),
+    (lambda entry: entry.pop("name"), "entry '#1': missing field 'name'"),
+])
+def test_a_catalog_entry_with_a_missing_or_unknown_field_is_named(catalog, run, hf_cache, tmp_path,
+                                                                  capsys, change, message):
+    _, run_dir, eval_json = run
+    add_entry("seed-tiny", run_dir, [eval_json], cards_dir=tmp_path / "cards")
+    models = json.loads(catalog.read_text())["models"]
+    change(models[0])
+    catalog.write_text(json.dumps({"models": models}))
+    assert main(["list"]) == 2
+    assert f"is not a seedzoo catalog ({message}" in capsys.readouterr().err
+    with pytest.raises(SeedzooError, match="is not a seedzoo catalog"):
+        add_entry("seed-other", run_dir, [eval_json], cards_dir=tmp_path / "cards")

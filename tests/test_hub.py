@@ -14,7 +14,8 @@ import seedzoo
 from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
 from seedzoo.zoo import publish, publish_to_cache, push, save_pretrained
 from seedzoo.zoo.hub import check_published
-from zoo_helpers import HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub, tiny_encoder  # noqa: F401
+from zoo_helpers import (HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub,  # noqa: F401
+                         save_in_timm_format, tiny_encoder)
 
 PLAIN_TIMM = """
 import sys, torch, timm
@@ -227,3 +228,47 @@ def test_cli_push_auto_then_pull(hub, hf_cache, tmp_path, capsys, monkeypatch):
         "test_resnet"
     assert main(["pull", "hf-hub:org/none", "--endpoint", hub.url]) == 2
     assert "has no repository org/none" in capsys.readouterr().err
+
+
+def test_a_hub_repo_in_timm_own_format_loads_as_an_encoder(hub, tmp_path):
+    classifier, folder = save_in_timm_format(tmp_path / "timm", model_args=False)
+    _upload_raw(hub, "timm/test_resnet", {name: (folder / name).read_bytes()
+                                          for name in ("config.json", "model.safetensors")})
+    loaded = seedzoo.load("hf-hub:timm/test_resnet", endpoint=hub.url)
+    classifier.reset_classifier(0)
+    assert torch.equal(features(loaded), features(classifier))
+
+
+def test_publish_targets_take_the_hf_hub_prefix_and_refuse_a_revision(hub, hf_cache, tmp_path,
+                                                                      capsys):
+    from seedzoo.cli import main
+
+    folder = save_pretrained(tiny_encoder(), tmp_path / "tiny")
+    info = push(folder, "hf-hub:org/tiny", endpoint=hub.url, token=HUB_TOKEN)
+    assert hub.repos["org/tiny"].branches["main"] == info.oid
+    cached = publish_to_cache(folder, "hf-hub:org/cached")
+    assert cached.spec.startswith("hf-hub:org/cached@")
+    seedzoo.load(cached.spec, offline=True)
+    assert main(["push", str(folder), "hf-hub:org/cli", "--to", "cache"]) == 0
+    assert 'seedzoo.load("hf-hub:org/cli@' in capsys.readouterr().out
+    requests = len(hub.requests)
+    for publish_to in (lambda repo_id: push(folder, repo_id, endpoint=hub.url, token=HUB_TOKEN),
+                       lambda repo_id: publish_to_cache(folder, repo_id)):
+        with pytest.raises(SeedzooError, match=r"names a revision.*revision='dev' "
+                                               r"\(CLI: --revision dev\)"):
+            publish_to("org/tiny@dev")
+        for bad in ("org/-tiny", "org/a..b"):
+            with pytest.raises(ModelNotFoundError, match="is not a hub id"):
+                publish_to(bad)
+    assert len(hub.requests) == requests
+    assert main(["pull", "hf-hub:org/-tiny", "--endpoint", hub.url]) == 2
+    assert "is not a hub id" in capsys.readouterr().err
+
+
+def test_a_weights_file_given_as_the_folder_names_the_folder(hf_cache, tmp_path):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "tiny")
+    with pytest.raises(ModelNotFoundError, match=f"model.safetensors is a file: give the encoder "
+                                                 f"folder .* \\({folder}\\)"):
+        publish_to_cache(folder / "model.safetensors", "org/tiny")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        publish_to_cache(tmp_path / "absent", "org/tiny")

@@ -1,13 +1,19 @@
 """seedzoo.load: specs, pretrained=False, preprocessing that travels with weights, errors."""
 
+import json
+
 import pytest
+import timm
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 import seedzoo
 from seedzoo.errors import ModelNotFoundError
-from seedzoo.zoo import push, save_pretrained
-from zoo_helpers import HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub, tiny_encoder  # noqa: F401
+from seedzoo.zoo import create_encoder, push, save_pretrained
+from seedzoo.zoo.checkpoints import backbone_state_dict
+from zoo_helpers import (HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub,  # noqa: F401
+                         save_in_timm_format, tiny_encoder)
 
 
 def test_folder_and_local_dir_specs(tmp_path):
@@ -49,7 +55,8 @@ def test_unknown_specs_say_what_would_work(spec, hint):
         seedzoo.load(spec)
 
 
-@pytest.mark.parametrize("spec", ["hf-hub:noslash", "hf-hub:org/name@", "hf-hub:a/b/c"])
+@pytest.mark.parametrize("spec", ["hf-hub:noslash", "hf-hub:org/name@", "hf-hub:a/b/c",
+                                  "hf-hub:org/-name", "hf-hub:org/a..b", "hf-hub:org/name.git"])
 def test_malformed_hub_ids(spec):
     with pytest.raises(ModelNotFoundError, match="is not a hub id"):
         seedzoo.load(spec)
@@ -58,3 +65,48 @@ def test_malformed_hub_ids(spec):
 def test_two_different_revisions_are_refused():
     with pytest.raises(ModelNotFoundError, match="keep one"):
         seedzoo.load("hf-hub:org/name@main", revision="v2")
+
+
+def test_a_run_folder_loads_its_encoder(tmp_path):
+    model = tiny_encoder()
+    save_pretrained(model, tmp_path / "run/encoder")
+    assert torch.equal(features(seedzoo.load(str(tmp_path / "run"))), features(model))
+    assert type(seedzoo.load(str(tmp_path / "run"), pretrained=False)) is type(model)
+
+
+def test_a_path_loads_and_a_wrong_type_is_refused(tmp_path):
+    model = tiny_encoder()
+    folder = save_pretrained(model, tmp_path / "enc")
+    assert torch.equal(features(seedzoo.load(folder)), features(model))
+    with pytest.raises(TypeError, match="a model spec \\(str\\), a path or a catalog ModelEntry"):
+        seedzoo.load(42)
+
+
+@pytest.mark.parametrize("model_args", [True, False], ids=["save_for_hf", "hub-repo-layout"])
+def test_folders_in_timm_own_format_load_as_encoders(tmp_path, model_args):
+    classifier, folder = save_in_timm_format(tmp_path / "timm", model_args=model_args)
+    loaded = seedzoo.load(str(folder))
+    reference = timm.create_model(f"local-dir:{folder}", pretrained=True, num_classes=0).eval()
+    classifier.reset_classifier(0)
+    assert torch.equal(features(loaded), features(reference))
+    assert torch.equal(features(loaded), features(classifier))
+    assert loaded.num_classes == 0 and "fc.weight" not in loaded.state_dict()
+
+
+def test_save_pretrained_leaves_the_classifier_out(tmp_path):
+    classifier = timm.create_model("test_resnet", pretrained_cfg_overlay={"input_size": INPUT_SIZE})
+    folder = save_pretrained(classifier, tmp_path / "enc")
+    assert not any(key.startswith("fc.") for key in load_file(folder / "model.safetensors"))
+    assert json.loads((folder / "config.json").read_text())["num_classes"] == 0
+    loaded = seedzoo.load(folder)
+    classifier.reset_classifier(0)
+    assert torch.equal(features(loaded), features(classifier))
+
+
+def test_a_weights_file_drops_the_classifier_its_pretrained_cfg_names():
+    model = create_encoder("test_resnet", pretrained_cfg_overlay={"classifier": "last_linear"})
+    checkpoint = {**model.state_dict(), "last_linear.weight": torch.zeros(10, 96),
+                  "last_linear.bias": torch.zeros(10)}
+    state, report = backbone_state_dict(checkpoint, model, source="ckpt")
+    assert set(state) == set(model.state_dict())
+    assert report.skipped == {"last_linear.weight": "classifier", "last_linear.bias": "classifier"}

@@ -59,6 +59,23 @@ def tiny_encoder(arch: str = "test_resnet", seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+def save_in_timm_format(folder: Path, *, model_args: bool = True) -> tuple[torch.nn.Module, Path]:
+    """A timm classifier (``test_resnet``, 1000 classes) saved as timm publishes one, and the
+    folder: timm's ``save_for_hf`` (``num_classes`` in ``model_args``), or with ``model_args=False``
+    the layout of timm's hub repos (``num_classes: 1000``, no ``model_args``). Both hold ``fc.*``."""
+    import timm
+    from timm.models import save_for_hf
+
+    model = timm.create_model("test_resnet", pretrained_cfg_overlay={"input_size": INPUT_SIZE})
+    folder.mkdir(parents=True)
+    save_for_hf(model, folder, safe_serialization=True)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_args"]["num_classes"] == 1000
+    if not model_args:
+        write_json(folder / "config.json", {k: v for k, v in config.items() if k != "model_args"})
+    return model.eval(), folder
+
+
 def features(model: torch.nn.Module, seed: int = 1) -> torch.Tensor:
     """The model's output on a fixed random batch."""
     batch = torch.randn(3, *INPUT_SIZE, generator=torch.Generator().manual_seed(seed))

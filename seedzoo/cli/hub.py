@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         description="Publish config.json, model.safetensors and README.md of an encoder folder "
         "as REPO_ID, in the layout timm and seedzoo.load read.")
     push.add_argument("folder", metavar="FOLDER", help="encoder folder, or a run folder with one")
-    push.add_argument("repo_id", metavar="REPO_ID", help="org/name")
+    push.add_argument("repo_id", metavar="REPO_ID",
+                      help="org/name (hf-hub:org/name too; the branch goes in --revision)")
     push.add_argument("--to", choices=("hub", "cache", "auto"), default="hub", help=_TO_HELP)
     push.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or huggingface.co)")
     push.add_argument("--token", help="hub token with write access (default: HF_TOKEN or login)")
@@ -46,29 +47,31 @@ def register(subparsers) -> None:
 
 def run_push(args) -> int:
     from seedzoo.zoo.card import write_card
-    from seedzoo.zoo.hub import Publication, check_published, publish, publish_to_cache, push
+    from seedzoo.zoo.hub import (Publication, check_published, publish, publish_target,
+                                 publish_to_cache, push)
 
+    repo_id = publish_target(args.repo_id)
     if args.summary or args.evaluations or args.bench:
-        path = write_card(args.folder, repo_id=args.repo_id, run=args.summary,
+        path = write_card(args.folder, repo_id=repo_id, run=args.summary,
                           evaluations=args.evaluations, bench=args.bench)
         print(f"model card written: {path}")
     endpoint, token = args.endpoint, args.token
     if args.to == "hub":
-        info = push(args.folder, args.repo_id, endpoint=endpoint, token=token,
+        info = push(args.folder, repo_id, endpoint=endpoint, token=token,
                     revision=args.revision, private=args.private, commit_message=args.message)
-        publication = Publication(args.repo_id, info.oid, "hub", info.commit_url)
+        publication = Publication(repo_id, info.oid, "hub", info.commit_url)
     elif args.to == "cache":
-        publication = publish_to_cache(args.folder, args.repo_id, revision=args.revision or "main")
+        publication = publish_to_cache(args.folder, repo_id, revision=args.revision or "main")
     else:
         endpoint = endpoint or os.environ.get("HF_ENDPOINT")
         token = token or os.environ.get("HF_TOKEN")
         if not (endpoint and token):
             print("no hub endpoint and token given (--endpoint/--token or HF_ENDPOINT/HF_TOKEN): "
                   "publishing to the local cache")
-        publication = publish(args.folder, args.repo_id, endpoint=endpoint, token=token,
+        publication = publish(args.folder, repo_id, endpoint=endpoint, token=token,
                               revision=args.revision, private=args.private,
                               commit_message=args.message)
-    print(f"published {args.repo_id} to the {publication.location}: revision "
+    print(f"published {repo_id} to the {publication.location}: revision "
           f"{publication.revision} ({publication.url})")
     print(f'load it with: seedzoo.load("{publication.spec}")'
           + ("   (offline: HF_HUB_OFFLINE=1)" if publication.location == "local cache" else ""))

@@ -87,21 +87,45 @@ def catalog_path() -> Path:
     return Path(os.environ.get(CATALOG_ENV) or PACKAGE_CATALOG)
 
 
-def _read(path: Path) -> list[dict]:
+def _not_a_catalog(path: Path, problem: str) -> SeedzooError:
+    return SeedzooError(f"The catalog file {path} is not a seedzoo catalog ({problem}). Fix it, or "
+                        f"set {CATALOG_ENV} to another catalog file.")
+
+
+def _read(path: Path) -> list[ModelEntry]:
+    """The entries of the catalog file ``path``; one with a missing or unknown field is an error."""
     try:
-        return json.loads(path.read_text())["models"]
+        records = json.loads(path.read_text())["models"]
     except FileNotFoundError:
         raise SeedzooError(f"The catalog file {path} does not exist (set {CATALOG_ENV} to a "
                            "catalog JSON or unset it).") from None
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise SeedzooError(f"The catalog file {path} is not a seedzoo catalog ({error}).") \
-            from None
+        raise _not_a_catalog(path, str(error)) from None
+    if not isinstance(records, list):
+        raise _not_a_catalog(path, f"'models' is a {type(records).__name__}, not a list")
+    return [_entry(record, f"#{index + 1}", path) for index, record in enumerate(records)]
+
+
+def _entry(record, position: str, path: Path) -> ModelEntry:
+    """The :class:`ModelEntry` of one catalog record, or an error naming the bad field."""
+    if not isinstance(record, dict):
+        raise _not_a_catalog(path, f"entry {position} is a {type(record).__name__}, not an object")
+    fields = dataclasses.fields(ModelEntry)
+    missing = [f.name for f in fields if f.name not in record
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    unknown = sorted(set(record) - {f.name for f in fields})
+    if missing or unknown:
+        problems = ([f"missing field {name!r}" for name in missing]
+                    + [f"unknown field {name!r} (written by a newer seedzoo? upgrade it)"
+                       for name in unknown])
+        raise _not_a_catalog(path, f"entry {record.get('name', position)!r}: "
+                             + "; ".join(problems))
+    return ModelEntry(**record)
 
 
 def list_models(pattern: str = "*") -> list[ModelEntry]:
     """Catalog entries whose name matches ``pattern`` (shell-style, as ``timm.list_models``)."""
-    return [ModelEntry(**entry) for entry in _read(catalog_path())
-            if fnmatch.fnmatch(entry["name"], pattern)]
+    return [entry for entry in _read(catalog_path()) if fnmatch.fnmatch(entry.name, pattern)]
 
 
 def find_entry(name: str) -> ModelEntry | None:
@@ -205,7 +229,7 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
         recipe=facts.recipe, command=facts.command, onnx=facts.latency,
         model_args=facts.model_args, card=_shown(card_path))
     path = Path(catalog) if catalog else catalog_path()
-    models = [m for m in _read(path) if m["name"] != name] if path.exists() else []
+    models = [m.to_dict() for m in _read(path) if m.name != name] if path.exists() else []
     models.append(entry.to_dict())
     models.sort(key=lambda m: m["name"])
     write_text_atomic(path, json.dumps({"models": models}, indent=2) + "\n")

@@ -12,7 +12,8 @@ a :class:`LoadReport` of what was taken and what was skipped, and why. Recognise
 - SEED: ``{"state_dict": {"module.student.*", "module.teacher.*", "module.queue"}}``; the
   trained student is taken, its ``fc`` MLP head dropped;
 - a seedzoo training checkpoint: ``{"method": {"encoder.*", "head.*", ...}}``, the encoder is taken;
-- torchvision, timm and seedzoo state dicts (``fc``/``head``/``classifier`` dropped).
+- torchvision, timm and seedzoo state dicts (``fc``/``head``/``classifier`` and the classifier
+  the model's ``pretrained_cfg`` names dropped).
 
 :func:`projection_head` rebuilds the MLP projection head such checkpoints carry (SEED's reference
 code distils the teacher's projected embedding). Wrappers such as ``module.`` are removed as
@@ -70,6 +71,19 @@ class LoadReport:
         return self.summary()
 
 
+def classifier_prefixes(pretrained_cfg: dict) -> tuple[str, ...]:
+    """Key prefixes of the classifier(s) a timm ``pretrained_cfg`` names (``"fc"`` -> ``"fc."``)."""
+    names = pretrained_cfg.get("classifier") or ()
+    return tuple(f"{name}." for name in ((names,) if isinstance(names, str) else names))
+
+
+def without_classifier(state: dict[str, torch.Tensor], pretrained_cfg: dict
+                       ) -> dict[str, torch.Tensor]:
+    """``state`` less the tensors of the classifier that ``pretrained_cfg`` names."""
+    prefixes = classifier_prefixes(pretrained_cfg)
+    return {key: value for key, value in state.items() if not key.startswith(prefixes)}
+
+
 def _strip(key: str, prefix: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) else key
 
@@ -119,6 +133,8 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
         return sum(fits(k[len(prefix):], o) for k, o in keys.items()
                    if k.startswith(prefix) and not k.endswith(OPTIONAL_SUFFIXES))
 
+    heads = {**dict.fromkeys(classifier_prefixes(model.pretrained_cfg), "classifier"),
+             **HEAD_PREFIXES}
     prefix = max(SUBMODEL_PREFIXES, key=matches)  # first listed wins ties
     if matches(prefix) > matches(""):
         report.format = container_format or SUBMODEL_PREFIXES[prefix]
@@ -139,8 +155,8 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
                               f"{tuple(own[name].shape)}")
         elif name in TRAINING_STATE_KEYS:
             report.skipped[original] = TRAINING_STATE_KEYS[name]
-        elif (head := next((h for h in HEAD_PREFIXES if name.startswith(h)), None)):
-            report.skipped[original] = HEAD_PREFIXES[head]
+        elif (head := next((h for h in heads if name.startswith(h)), None)):
+            report.skipped[original] = heads[head]
             if head == "prototypes." and report.format == "state dict":
                 report.format = "swav"
         else:

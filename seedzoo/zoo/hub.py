@@ -50,13 +50,33 @@ class Publication:
 
 
 def parse_hub_id(spec: str) -> tuple[str, str | None]:
-    """``"hf-hub:org/name@rev"`` (prefix optional) -> ``("org/name", "rev")``."""
-    body = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    """``"hf-hub:org/name@rev"`` (prefix optional) -> ``("org/name", "rev")``; the name is
+    checked against the Hub's naming rules (huggingface_hub's ``validate_repo_id``)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    body = spec.removeprefix(HUB_PREFIX)
     repo_id, _, revision = body.partition("@")
+    usage = "use hf-hub:org/name or hf-hub:org/name@revision (a branch, tag or commit sha)."
     if not _REPO_ID.fullmatch(repo_id) or (revision == "" and "@" in body):
-        raise ModelNotFoundError(f"{spec!r} is not a hub id: use hf-hub:org/name or "
-                                 "hf-hub:org/name@revision (a branch, tag or commit sha).")
+        raise ModelNotFoundError(f"{spec!r} is not a hub id: {usage}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ModelNotFoundError(f"{spec!r} is not a hub id ({str(error).rstrip('.')}); "
+                                 f"{usage}") from None
     return repo_id, revision or None
+
+
+def publish_target(repo_id: str) -> str:
+    """The ``org/name`` to publish ``repo_id`` (``hf-hub:`` prefix allowed) as; a revision in it
+    is refused, since the branch is given separately."""
+    bare, revision = parse_hub_id(repo_id)
+    if revision is not None:
+        raise SeedzooError(f"{repo_id!r} names a revision, but a publish target is org/name: "
+                           f"publish to {bare} and give the branch with revision={revision!r} "
+                           f"(CLI: --revision {revision}).")
+    return bare
 
 
 def offline_mode() -> bool:
@@ -77,14 +97,18 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 def encoder_folder(folder_or_run: str | os.PathLike) -> Path:
     """The encoder folder (``config.json`` + ``model.safetensors``) in a folder or a run folder."""
     path = Path(folder_or_run)
+    if path.is_file():
+        holder = f" ({path.parent})" if (path.parent / CONFIG_NAME).is_file() else ""
+        raise ModelNotFoundError(f"{path} is a file: give the encoder folder that holds "
+                                 f"{CONFIG_NAME} and {WEIGHTS_NAME}{holder}, or its run folder.")
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{path} does not exist.")
     if (path / CONFIG_NAME).is_file():
         return path
     found = sorted(config.parent for config in path.glob(f"*/{CONFIG_NAME}")
                    if (config.parent / WEIGHTS_NAME).is_file())
     if len(found) == 1:
         return found[0]
-    if not path.is_dir():
-        raise ModelNotFoundError(f"{path} does not exist.")
     what = f"several ({', '.join(p.name for p in found)})" if found else "none"
     raise ModelNotFoundError(
         f"{path} is neither an encoder folder ({CONFIG_NAME} + {WEIGHTS_NAME}) nor a run folder "
@@ -131,7 +155,7 @@ def push(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    parse_hub_id(repo_id)
+    repo_id = publish_target(repo_id)
     folder = _checked_folder(folder_or_run)
     api = HfApi(endpoint=endpoint, token=token)
     where = api.endpoint
@@ -178,7 +202,7 @@ def publish_to_cache(folder_or_run: str | os.PathLike, repo_id: str, *,
     """
     from huggingface_hub.file_download import repo_folder_name
 
-    parse_hub_id(repo_id)
+    repo_id = publish_target(repo_id)
     folder = _checked_folder(folder_or_run)
     storage = hub_cache_dir(cache_dir) / repo_folder_name(repo_id=repo_id, repo_type="model")
     files = {name: (folder / name).read_bytes() for name in HUB_FILES if (folder / name).is_file()}
@@ -204,6 +228,7 @@ def publish(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | N
             cache_dir: str | os.PathLike | None = None) -> Publication:
     """Publish to the hub at ``endpoint`` when both ``endpoint`` and ``token`` are given,
     otherwise to the local cache; the returned :class:`Publication` says which."""
+    repo_id = publish_target(repo_id)
     if endpoint and token:
         info = push(folder_or_run, repo_id, endpoint=endpoint, token=token, revision=revision,
                     private=private, commit_message=commit_message)

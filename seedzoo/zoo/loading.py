@@ -1,10 +1,10 @@
 """Resolve a model spec to an encoder: ``seedzoo.load(spec)``.
 
 Specs:
-- a catalog name (``seedzoo.list_models()``) - from its hub, or the local cache;
+- a catalog name or entry (``seedzoo.list_models()``) - from its hub, or the local cache;
 - ``hf-hub:org/name[@revision]`` - a model published on a Hugging Face Hub (safetensors only);
 - a folder in the timm/Hub layout (``config.json`` + ``model.safetensors``), also written
-  ``local-dir:<folder>`` as timm does;
+  ``local-dir:<folder>`` as timm does, or a run folder holding one (a ``str`` or a path);
 - a weights file (``.safetensors``, or ``.pt``/``.pth`` read with ``weights_only=True``)
   together with ``arch=``;
 - ``timm:<arch>`` - the architecture with random weights.
@@ -21,7 +21,7 @@ from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.zoo.catalog import ModelEntry, closest_names, download_entry, find_entry
-from seedzoo.zoo.hub import HUB_FILES, HUB_PREFIX, download, parse_hub_id
+from seedzoo.zoo.hub import HUB_FILES, HUB_PREFIX, download, encoder_folder, parse_hub_id
 from seedzoo.zoo.pretrained import (CONFIG_NAME, create_encoder, encoder_from_config,
                                     load_pretrained_folder, read_config, read_safetensors)
 
@@ -57,18 +57,25 @@ def load_weights_file(path: str | os.PathLike, arch: str) -> nn.Module:
     return model
 
 
-def load(spec: str, *, arch: str | None = None, pretrained: bool = True,
+def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretrained: bool = True,
          revision: str | None = None, endpoint: str | None = None, token: str | None = None,
          cache_dir: str | os.PathLike | None = None, offline: bool | None = None) -> nn.Module:
-    """The encoder named by ``spec``, in eval mode, with ``pretrained_cfg`` attached.
+    """The encoder named by ``spec`` (a spec string, a path or a catalog entry), in eval mode,
+    with ``pretrained_cfg`` attached.
 
     ``revision`` pins a hub model to a branch, tag or commit sha (same as ``@rev`` in the spec);
     ``endpoint``, ``token`` and ``cache_dir`` go to the hub client; ``offline=None`` follows
     ``HF_HUB_OFFLINE``. With ``pretrained=False`` the architecture is built with random weights.
     """
+    hub = dict(endpoint=endpoint, token=token, cache_dir=cache_dir, offline=offline)
+    if isinstance(spec, ModelEntry):
+        return load_catalog_entry(spec, revision=revision, pretrained=pretrained, **hub)
+    spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+    if not isinstance(spec, str):
+        raise TypeError(f"seedzoo.load takes a model spec (str), a path or a catalog ModelEntry "
+                        f"from seedzoo.list_models(), not {type(spec).__name__}: {spec!r}.")
     if spec.startswith("timm:"):
         return create_encoder(spec[len("timm:"):]).eval()
-    hub = dict(endpoint=endpoint, token=token, cache_dir=cache_dir, offline=offline)
     if spec.startswith(HUB_PREFIX):
         repo_id, spec_revision = parse_hub_id(spec)
         if revision and spec_revision and revision != spec_revision:
@@ -78,7 +85,7 @@ def load(spec: str, *, arch: str | None = None, pretrained: bool = True,
                              **hub)
     path = Path(spec.removeprefix("local-dir:")).expanduser()
     if path.is_dir():
-        return _load_folder(path, pretrained)
+        return _load_folder(encoder_folder(path), pretrained)
     if path.is_file():
         if arch is None:
             raise ModelNotFoundError(

@@ -17,6 +17,7 @@ from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.files import atomic_write_path, write_text_atomic
+from seedzoo.zoo.checkpoints import without_classifier
 from seedzoo.zoo.stems import apply_seedzoo_options
 
 CONFIG_NAME = "config.json"
@@ -71,7 +72,7 @@ def encoder_config(model: nn.Module) -> dict:
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | None = None,
                     repo_id: str | None = None, run=None, evaluations=(), bench=None) -> Path:
     """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``
-    + ``README.md``, its model card.
+    + ``README.md``, its model card. A classifier head is left out: the folder holds the encoder.
 
     The card is filled from the run summary ``run``, the evaluation JSONs ``evaluations`` and
     the latency JSON ``bench`` (paths or dicts), and shows how to load ``repo_id``; see
@@ -81,7 +82,8 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous()
+             for k, v in without_classifier(model.state_dict(), model.pretrained_cfg).items()}
     with atomic_write_path(folder / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_text_atomic(folder / CONFIG_NAME,
@@ -137,15 +139,17 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 
 def encoder_from_config(config: dict) -> nn.Module:
-    """The encoder a ``config.json`` describes, with random weights."""
+    """The encoder a ``config.json`` describes, with random weights and no classifier, also when
+    the config (timm's own, e.g.) has ``num_classes`` in ``model_args``."""
+    model_args = {k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"}
     model = create_encoder(config["architecture"],
-                           pretrained_cfg_overlay=config.get("pretrained_cfg"),
-                           **config.get("model_args", {}))
+                           pretrained_cfg_overlay=config.get("pretrained_cfg"), **model_args)
     return apply_seedzoo_options(model, config.get("seedzoo"))
 
 
 def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
-    """Build the encoder described by ``folder/config.json`` and load ``model.safetensors``."""
+    """Build the encoder described by ``folder/config.json`` and load ``model.safetensors``,
+    less the classifier a folder in timm's own format holds."""
     folder = Path(folder)
     config = read_config(folder)
     weights = folder / WEIGHTS_NAME
@@ -153,5 +157,6 @@ def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; only safetensors "
                               "weights are read.")
     model = encoder_from_config(config)
-    load_state_into(model, read_safetensors(weights), str(weights))
+    state = without_classifier(read_safetensors(weights), model.pretrained_cfg)
+    load_state_into(model, state, str(weights))
     return model.eval()
