@@ -98,6 +98,23 @@ def test_eval_user_errors_exit_2_with_a_message(tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--probe-lr", "0", "must be a positive number"),
+    ("--probe-lr", "nan", "must be a positive number"),
+    ("--probe-lr", "-0.05", "must be a positive number"),
+    ("--knn-temperature", "0", "must be a positive number"),
+    ("--workers", "-1", "must be an integer >= 0"),
+    ("--weight-decays", "", "expected comma-separated numbers >= 0"),
+    ("--weight-decays", "1e-4,-1", "must be a number >= 0"),
+])
+def test_eval_bad_option_values_are_refused_by_the_parser(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", "pixels", "--dataset", "digits", option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {option}: {message}" in error and "Traceback" not in error
+
+
 def test_eval_help_explains_itself():
     result = subprocess.run([sys.executable, "-m", "seedzoo", "eval", "--help"],
                             capture_output=True, text=True, check=True)

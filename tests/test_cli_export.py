@@ -84,6 +84,18 @@ def test_bad_batch_sizes_are_rejected_by_the_parser(capsys):
     assert "batch sizes must be positive" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--min-iterations", "0", "must be a positive integer"),
+    ("--budget", "-1", "must be a number >= 0"),
+    ("--budget", "nan", "must be a number >= 0"),
+])
+def test_bad_bench_settings_are_rejected_by_the_parser(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--model", "timm:test_resnet", option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: {message}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command, options", [
     ("export", ["--validate-dataset", "--opset", "--int8", "--calib-dataset", "--calib-size",
                 "--knn-dataset", "dynamo", "metadata"]),

@@ -9,7 +9,7 @@ from PIL import Image
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
 from seedzoo.evaluation import datasets as datasets_module
 from seedzoo.evaluation import get_dataset, list_datasets
-from seedzoo.evaluation.datasets import dataset_classes, dataset_labels
+from seedzoo.evaluation.datasets import dataset_classes, dataset_fingerprint, dataset_labels
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -128,3 +128,105 @@ def test_unknown_dataset_and_split():
         get_dataset("imagenet-9k", "train")
     with pytest.raises(SeedzooError, match="Unknown split"):
         get_dataset("digits", "validation")
+
+
+def write_image_folder(base, layout: dict[str, str], count: int = 2) -> None:
+    """``layout`` maps a split folder to its classes (one letter each), ``count`` images each."""
+    for split, classes in layout.items():
+        for cls in classes:
+            folder = base / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("L", (6, 6), 40 * i).save(folder / f"{cls}{i}.png")
+
+
+def test_imagefolder_test_split_numbers_classes_like_the_train_split(tmp_path):
+    write_image_folder(tmp_path, {"train": "abc", "val": "ac"})
+    train = get_dataset(f"imagefolder:{tmp_path}", "train")
+    test = get_dataset(f"imagefolder:{tmp_path}", "test")  # val/ lacks b: that is fine
+    assert test.class_to_idx == train.class_to_idx == {"a": 0, "b": 1, "c": 2}
+    assert dataset_classes(test) == ["a", "b", "c"]
+    assert dataset_labels(test).tolist() == [0, 0, 2, 2]
+
+
+def test_imagefolder_test_class_missing_from_train_is_a_clear_error(tmp_path):
+    write_image_folder(tmp_path, {"train": "ab", "val": "abz"})
+    with pytest.raises(SeedzooError, match=r"val has class folder\(s\) z that the training"):
+        get_dataset(f"imagefolder:{tmp_path}", "test")
+
+
+def test_imagefolder_without_a_train_split_numbers_its_own_classes(tmp_path):
+    write_image_folder(tmp_path, {"test": "xy"})
+    assert dataset_labels(get_dataset(f"imagefolder:{tmp_path}", "test")).tolist() == [0, 0, 1, 1]
+
+
+def test_imagefolder_fingerprint_follows_files_labels_and_location(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "data", {"train": "ab", "val": "ab"})
+    name = f"imagefolder:{tmp_path / 'data'}"
+    first = dataset_fingerprint(get_dataset(name, "train"))
+    assert first == dataset_fingerprint(get_dataset(name, "train"))
+    assert first != dataset_fingerprint(get_dataset(name, "test"))
+    # Relabelling: the same files under other class folders.
+    (tmp_path / "data/train/a/a0.png").rename(tmp_path / "data/train/b/a0.png")
+    (tmp_path / "data/train/b/b0.png").rename(tmp_path / "data/train/a/b0.png")
+    relabelled = dataset_fingerprint(get_dataset(name, "train"))
+    assert relabelled != first
+    Image.new("L", (7, 6), 255).save(tmp_path / "data/train/a/b0.png")  # rewritten in place
+    assert dataset_fingerprint(get_dataset(name, "train")) != relabelled
+    # The same relative path read from another directory is other data.
+    for where in ("one", "two"):
+        write_image_folder(tmp_path / where / "data", {"train": "ab"})
+    fingerprints = set()
+    for where in ("one", "two"):
+        monkeypatch.chdir(tmp_path / where)
+        fingerprints.add(dataset_fingerprint(get_dataset("imagefolder:data", "train")))
+    assert len(fingerprints) == 2
+
+
+def test_idx_and_digits_fingerprints(tmp_path):
+    import sklearn
+
+    write_mnist_like(tmp_path / "one" / "MNIST" / "raw")
+    write_mnist_like(tmp_path / "two" / "MNIST" / "raw")
+    one = dataset_fingerprint(get_dataset("mnist", "train", root=tmp_path / "one"))
+    two = dataset_fingerprint(get_dataset("mnist", "train", root=tmp_path / "two"))
+    assert len({one, two, dataset_fingerprint(get_dataset("mnist", "test",
+                                                          root=tmp_path / "one"))}) == 3
+    assert sklearn.__version__ in dataset_fingerprint(get_dataset("digits", "test"))
+
+
+def test_torchvision_dataset_fingerprint_covers_its_own_folder_only(tmp_path):
+    class FakeCifar:  # what dataset_fingerprint reads of a torchvision dataset
+        root = str(tmp_path)
+        base_folder = "cifar-10-batches-py"
+
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"1234")
+    first = dataset_fingerprint(FakeCifar())
+    (tmp_path / "unrelated.bin").write_bytes(b"x")
+    assert dataset_fingerprint(FakeCifar()) == first
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"12345")
+    assert dataset_fingerprint(FakeCifar()) != first
+
+
+def test_mnist_does_not_read_files_loose_in_the_data_root(tmp_path, no_debian_files):
+    write_mnist_like(tmp_path / "loose")
+    root = tmp_path / "loose"
+    with pytest.raises(DatasetNotFoundError) as error:  # they may well be Fashion-MNIST's
+        get_dataset("mnist", "test", root=root)
+    message = str(error.value)
+    assert f"{root / 'MNIST' / 'raw'}, {root / 'MNIST'}." in message
+    assert "<data-root>/MNIST/raw/" in message
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        get_dataset("fashion-mnist", "test", root=root)
+
+
+@pytest.mark.parametrize("damage", ["cut", "not-gzip"])
+def test_truncated_or_corrupt_gz_file_says_to_download_it_again(tmp_path, damage):
+    write_mnist_like(tmp_path / "MNIST" / "raw")
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+    content = images.read_bytes()
+    images.write_bytes(content[:len(content) // 2] if damage == "cut" else b"\x00" * 64)
+    with pytest.raises(DatasetNotFoundError,
+                       match="is truncated or corrupt.*delete it and download it again"):
+        get_dataset("mnist", "test", root=tmp_path)

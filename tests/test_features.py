@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from seedzoo.errors import ModelNotFoundError
+from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.evaluation import (FeatureCache, PixelEncoder, dataset_features, extract_features,
                                 get_dataset, load_encoder, transform_for, weights_fingerprint)
 from seedzoo.evaluation import features as features_module
@@ -164,3 +164,52 @@ def test_a_training_model_is_put_back_in_training_mode():
     model.eval()
     extract_features(model, data, progress=False)
     assert not model.training
+
+
+def _image_folder(base, sizes=((6, 6),), classes="ab", count=3):
+    """train/ and val/ with ``count`` gray images per class, cycling through ``sizes``."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c, cls in enumerate(classes):
+            folder = base / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                size = sizes[i % len(sizes)]
+                Image.new("L", size, 100 * c + 10 * i).save(folder / f"{cls}{i}.png")
+
+
+def test_cache_follows_the_data_not_just_the_dataset_name(tmp_path, monkeypatch):
+    _image_folder(tmp_path / "data")
+    cache = FeatureCache(tmp_path / "cache")
+    encoder = load_encoder("pixels")
+    name = f"imagefolder:{tmp_path / 'data'}"
+    options = {"spec": "pixels", "cache": cache, "progress": False}
+    before = dataset_features(encoder, name, "train", **options)
+    # Relabel (same file count): a0 belongs to b, b0 to a.
+    (tmp_path / "data/train/a/a0.png").rename(tmp_path / "data/train/b/a0.png")
+    (tmp_path / "data/train/b/b0.png").rename(tmp_path / "data/train/a/b0.png")
+    cached = dataset_features(encoder, name, "train", **options)
+    fresh = dataset_features(encoder, name, "train", **{**options, "cache": None})
+    assert not torch.equal(cached[0], before[0])
+    torch.testing.assert_close(cached[0], fresh[0])
+    assert torch.equal(cached[1], fresh[1])
+    # The same relative imagefolder path from another directory is other data.
+    _image_folder(tmp_path / "other" / "data", classes="ba")
+    monkeypatch.chdir(tmp_path)
+    here = dataset_features(encoder, "imagefolder:data", "train", **options)
+    monkeypatch.chdir(tmp_path / "other")
+    there = dataset_features(encoder, "imagefolder:data", "train", **options)
+    assert not torch.equal(here[0], there[0])
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 4
+
+
+@pytest.mark.parametrize("batch_size, workers", [(4, 0), (1, 0), (4, 1)])
+def test_raw_pixels_of_images_of_different_sizes_are_a_clear_error(tmp_path, batch_size,
+                                                                    workers):
+    _image_folder(tmp_path, sizes=((6, 6), (6, 7)))
+    with pytest.raises(SeedzooError, match=r"differ in size \(\(3, 6, 6\) vs \(3, 7, 6\)\).*"
+                                           r"resize the dataset.*encoder"):
+        dataset_features(load_encoder("pixels"), f"imagefolder:{tmp_path}", "train",
+                         spec="pixels", cache=None, progress=False, batch_size=batch_size,
+                         num_workers=workers)

@@ -95,3 +95,10 @@ def test_benchmark_refuses_another_architecture_and_bad_batch_sizes(tmp_path_fac
     model, _ = exported("test_efficientnet", tmp_path_factory)
     with pytest.raises(SeedzooError, match="Batch sizes must be positive"):
         benchmark_latency(model, report.path, batch_sizes=(0,))
+
+
+@pytest.mark.parametrize("settings, message", [({"min_iterations": 0}, "min_iterations"),
+                                               ({"budget_s": -1.0}, "time budget")])
+def test_benchmark_refuses_settings_that_time_nothing(tmp_path, settings, message):
+    with pytest.raises(SeedzooError, match=message):  # before the model or file is touched
+        benchmark_latency(torch.nn.Identity(), tmp_path / "unused.onnx", **settings)

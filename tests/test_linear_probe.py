@@ -117,8 +117,23 @@ def test_bad_probe_inputs_are_clear_errors():
         LinearProbe().predict(test_x)
     with pytest.raises(SeedzooError, match="labels"):
         LinearProbe().fit(train_x, train_y[:-1])
-    with pytest.raises(SeedzooError, match="Weight decays"):
+    with pytest.raises(SeedzooError, match="weight decays"):
         LinearProbe(weight_decays=[-1.0])
     probe = LinearProbe(weight_decays=[0.0], epochs=1, min_steps=5).fit(train_x, train_y)
     with pytest.raises(SeedzooError, match="shape"):
         probe.predict(test_x[:, :3])
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("lr", 0.0, "learning rate"), ("lr", -0.05, "learning rate"),
+    ("lr", float("nan"), "learning rate"), ("lr", float("inf"), "learning rate"),
+    ("momentum", 1.0, "momentum"), ("momentum", -0.1, "momentum"),
+    ("batch_size", 0, "batch size"),
+    ("heldout_fraction", 0.0, "held-out fraction"), ("heldout_fraction", 1.0, "held-out fraction"),
+    ("weight_decays", [1e-4, float("nan")], "weight decays"),
+    ("weight_decays", [float("inf")], "weight decays"), ("weight_decays", [], "weight decays"),
+    ("epochs", 0, "epoch count"), ("min_steps", -1, "minimum step count"),
+])
+def test_bad_probe_options_are_refused_before_training(option, value, message):
+    with pytest.raises(SeedzooError, match=f"linear probe's {message} must be"):
+        LinearProbe(**{option: value})

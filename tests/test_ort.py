@@ -111,3 +111,16 @@ def test_bad_files_are_clear_errors(resnet, tmp_path):
     onnx.save(proto, str(bare))
     with pytest.raises(SeedzooError, match="no preprocessing metadata.*seedzoo export"):
         OrtEncoder(bare)
+
+
+def test_evaluation_reports_the_revision_recorded_in_the_file(resnet, tmp_path):
+    from seedzoo.evaluation.protocols import model_identity
+
+    _, report = resnet
+    proto = onnx.load(str(report.path))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        "model_id": "hf-hub:org/student", "revision": "0123abcd"})
+    pinned = tmp_path / "pinned.onnx"
+    onnx.save(proto, str(pinned))
+    assert model_identity(OrtEncoder(pinned)) == {"arch": ARCH, "revision": "0123abcd"}
+    assert model_identity(OrtEncoder(report.path))["revision"] is None  # none recorded

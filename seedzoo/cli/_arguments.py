@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def _non_negative(text: str, kind: type, wanted: str, *, allow_zero: bool):
+    """``text`` as a finite ``kind`` (int or float) >= 0 (> 0 without ``allow_zero``), else an
+    ``argparse.ArgumentTypeError`` saying that ``wanted`` is wanted."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _non_negative(text, int, "a positive integer", allow_zero=False)
+
+
+def non_negative_int(text: str) -> int:
+    return _non_negative(text, int, "an integer >= 0", allow_zero=True)
+
+
+def positive_float(text: str) -> float:
+    return _non_negative(text, float, "a positive number", allow_zero=False)
+
+
+def non_negative_float(text: str) -> float:
+    return _non_negative(text, float, "a number >= 0", allow_zero=True)
 
 
 def positive_int_list(what: str):
@@ -28,12 +50,12 @@ def positive_int_list(what: str):
     return parse
 
 
-def float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
-            from None
+def non_negative_float_list(text: str) -> list[float]:
+    """Type of a non-empty comma-separated list of finite numbers >= 0."""
+    values = [non_negative_float(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0, got {text!r}")
+    return values
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import add_model_arguments, load_model, positive_int_list
+from seedzoo.cli._arguments import (add_model_arguments, load_model, non_negative_float,
+                                    positive_int, positive_int_list)
 
 
 def register(subparsers) -> None:
@@ -26,10 +27,10 @@ def register(subparsers) -> None:
                         help="comma-separated batch sizes (default: 1,8,32)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for torch and ONNX Runtime alike (default: torch's)")
-    parser.add_argument("--budget", type=float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--budget", type=non_negative_float, default=5.0, metavar="SECONDS",
                         help="measuring time per batch size after warm-up, shared by the "
                         "backends (default: %(default)s)")
-    parser.add_argument("--min-iterations", type=int, default=5, metavar="N",
+    parser.add_argument("--min-iterations", type=positive_int, default=5, metavar="N",
                         help="calls per backend and batch size at least, whatever the budget "
                         "(default: %(default)s)")
     parser.add_argument("--out", metavar="FILE.json", help="write the full result as JSON")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from seedzoo.cli._arguments import float_list, positive_int, positive_int_list
+from seedzoo.cli._arguments import (non_negative_float_list, non_negative_int, positive_float,
+                                    positive_int, positive_int_list)
 
 DESCRIPTION = """\
 Evaluate the frozen features of an encoder on a dataset's test split, training only on its
@@ -67,7 +68,8 @@ def register(subparsers) -> None:
                                       "weights, else cpu)")
     run.add_argument("--batch-size", type=positive_int, default=256,
                      help="images per forward pass (default 256)")
-    run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+    run.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                     metavar="N",
                      help="data-loading worker processes (default: min(4, CPUs))")
     run.add_argument("--cache-dir", metavar="DIR",
                      help="feature cache folder (default: $SEEDZOO_CACHE/features or "
@@ -80,7 +82,7 @@ def register(subparsers) -> None:
     knn.add_argument("--knn-k", type=positive_int_list("k values"), default=[10, 20, 100, 200],
                      metavar="LIST",
                      help="neighbour counts, all scored from one search (default 10,20,100,200)")
-    knn.add_argument("--knn-temperature", type=float, default=0.07, metavar="T",
+    knn.add_argument("--knn-temperature", type=positive_float, default=0.07, metavar="T",
                      help="vote weight exp(similarity / T) (default 0.07)")
     knn.add_argument("--knn-weights", choices=("distance", "uniform"), default="distance",
                      help="distance: exp(sim/T) votes (default); uniform: majority vote")
@@ -88,12 +90,12 @@ def register(subparsers) -> None:
     probe = parser.add_argument_group("linear probe and few-shot")
     probe.add_argument("--probe-epochs", type=positive_int, default=10, metavar="N",
                        help="SGD epochs over the training features (default 10)")
-    probe.add_argument("--probe-lr", type=float, default=0.05, metavar="LR",
+    probe.add_argument("--probe-lr", type=positive_float, default=0.05, metavar="LR",
                        help="peak learning rate, cosine-annealed to zero (default 0.05)")
     probe.add_argument("--probe-min-steps", type=positive_int, default=500, metavar="N",
                        help="at least this many SGD steps, so small (few-shot) sets converge "
                             "(default 500)")
-    probe.add_argument("--weight-decays", type=float_list, metavar="LIST",
+    probe.add_argument("--weight-decays", type=non_negative_float_list, metavar="LIST",
                        help="weight-decay grid, chosen on held-out training features "
                             "(default 0,1e-5,1e-4,1e-3,1e-2)")
 
@@ -137,7 +139,7 @@ def run_eval(args) -> int:
     model, spec, config = _load(args)
     probe_options = {"epochs": args.probe_epochs, "lr": args.probe_lr,
                      "min_steps": args.probe_min_steps}
-    if args.weight_decays:
+    if args.weight_decays is not None:
         probe_options["weight_decays"] = args.weight_decays
     device = "cpu" if config["backend"] == "onnxruntime" else args.device
     report = evaluate(

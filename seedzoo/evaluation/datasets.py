@@ -6,13 +6,16 @@
 
 Names: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``stl10``, ``digits``
 and ``imagefolder:<path>``. Missing files end in a ``DatasetNotFoundError`` that says
-how to get them.
+how to get them. :func:`dataset_fingerprint` identifies the data a dataset reads (for the
+feature cache).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,17 +39,53 @@ def default_data_root() -> Path:
     return Path(os.environ.get("SEEDZOO_DATA_ROOT", "data"))
 
 
+def files_fingerprint(folder: str | os.PathLike, files, extra: str = "") -> str:
+    """sha256 of ``folder``'s resolved path, ``extra`` and each file's (path relative to
+    ``folder``, size, mtime_ns): cheap (one ``stat`` per file), and it changes when files are
+    added, removed, moved, rewritten or read from elsewhere."""
+    digest = hashlib.sha256(f"{Path(folder).resolve()}\n{extra}\n".encode())
+    for file in files:
+        stat = os.stat(file)
+        digest.update(f"{os.path.relpath(file, folder)}|{stat.st_size}|{stat.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset) -> str | None:
+    """What identifies the data ``dataset`` reads, or ``None`` when unknown.
+
+    A dataset's own ``fingerprint`` attribute when it has one (the IDX files read, the
+    scikit-learn version of ``digits``); else, for an ImageFolder, the fingerprint of its
+    samples and class numbering; else, for a torchvision dataset, of every file in its folder
+    (``root/base_folder``).
+    """
+    own = getattr(dataset, "fingerprint", None)
+    if isinstance(own, str) and own:
+        return own
+    if hasattr(dataset, "samples") and hasattr(dataset, "class_to_idx"):
+        return files_fingerprint(dataset.root, [path for path, _ in dataset.samples],
+                                 extra=repr(sorted(dataset.class_to_idx.items())))
+    if getattr(dataset, "root", None) is not None:
+        folder = Path(dataset.root) / getattr(dataset, "base_folder", "")
+        return files_fingerprint(folder, sorted(p for p in folder.rglob("*") if p.is_file()))
+    return None
+
+
 class ArrayImageDataset(torch.utils.data.Dataset):
-    """Images held in memory as a uint8 array (N, H, W) or (N, H, W, C), with integer labels."""
+    """Images held in memory as a uint8 array (N, H, W) or (N, H, W, C), with integer labels.
+
+    ``fingerprint`` identifies where the arrays came from (see :func:`dataset_fingerprint`).
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, classes: list[str],
-                 transform: Callable | None = None):
+                 transform: Callable | None = None, *, fingerprint: str | None = None):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
         self.targets = [int(t) for t in labels]
         self.classes = list(classes)
         self.transform = transform
+        self.fingerprint = fingerprint
 
     def __len__(self) -> int:
         return len(self.images)
@@ -61,8 +100,12 @@ class ArrayImageDataset(torch.utils.data.Dataset):
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise DatasetNotFoundError(f"{path} is truncated or corrupt ({error}); delete it and "
+                                   "download it again.") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetNotFoundError(f"{path} is not an unsigned-byte IDX file; re-download it.")
     ndim = data[3]
@@ -84,7 +127,8 @@ def _find_idx(directories: list[Path], stem: str) -> Path | None:
 
 def _mnist_like(folder: str, classes, how_to_get: str, system_dirs: Callable[[], list[Path]]):
     def load(split: str, root: Path, transform):
-        directories = [root / folder / "raw", root / folder, root] + system_dirs()
+        # Not the bare root: MNIST and Fashion-MNIST files have the same names.
+        directories = [root / folder / "raw", root / folder] + system_dirs()
         prefix = "train" if split == "train" else "t10k"
         images = _find_idx(directories, f"{prefix}-images-idx3-ubyte")
         labels = _find_idx(directories, f"{prefix}-labels-idx1-ubyte")
@@ -93,7 +137,8 @@ def _mnist_like(folder: str, classes, how_to_get: str, system_dirs: Callable[[],
             raise DatasetNotFoundError(
                 f"{folder} {split} files ({prefix}-images-idx3-ubyte[.gz], "
                 f"{prefix}-labels-idx1-ubyte[.gz]) not found in: {searched}. {how_to_get}")
-        return ArrayImageDataset(_read_idx(images), _read_idx(labels), classes, transform)
+        return ArrayImageDataset(_read_idx(images), _read_idx(labels), classes, transform,
+                                 fingerprint=files_fingerprint(images.parent, [images, labels]))
     return load
 
 
@@ -113,6 +158,7 @@ def _torchvision(cls_name: str, how_to_get: str):
 
 
 def _digits(split: str, root: Path, transform):
+    import sklearn
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -122,24 +168,61 @@ def _digits(split: str, root: Path, transform):
         np.arange(len(images)), test_size=0.25, random_state=0, stratify=bunch.target)
     index = train_idx if split == "train" else test_idx
     return ArrayImageDataset(images[index], bunch.target[index],
-                             [str(c) for c in bunch.target_names], transform)
+                             [str(c) for c in bunch.target_names], transform,
+                             fingerprint=f"scikit-learn {sklearn.__version__} load_digits")
+
+
+def _image_folder(folder: Path, class_to_idx: dict[str, int], transform, *,
+                  allow_missing_classes: bool):
+    """A torchvision ImageFolder of ``folder`` whose labels follow ``class_to_idx`` (the train
+    split's), so that label i means the same class in every split.
+
+    A class folder that ``class_to_idx`` lacks is an error; a class of ``class_to_idx`` with no
+    images in ``folder`` is one only without ``allow_missing_classes`` (a test split need not
+    have every training class).
+    """
+    from torchvision.datasets import ImageFolder
+
+    class TrainNumberedImageFolder(ImageFolder):
+        def find_classes(self, directory):
+            found, _ = super().find_classes(directory)
+            unknown = sorted(set(found) - set(class_to_idx))
+            if unknown:
+                raise SeedzooError(
+                    f"{folder} has class folder(s) {', '.join(unknown)} that the training split "
+                    f"({folder.parent / 'train'}) lacks, so they have no label. Add training "
+                    f"images for them under train/<class>/, or remove them from {folder.name}/.")
+            return sorted(class_to_idx, key=class_to_idx.get), dict(class_to_idx)
+
+    try:
+        dataset = TrainNumberedImageFolder(str(folder), transform=transform,
+                                           allow_empty=allow_missing_classes)
+    except (FileNotFoundError, RuntimeError) as error:
+        raise DatasetNotFoundError(f"{folder}: {error}") from None
+    if not dataset.samples:
+        raise DatasetNotFoundError(f"{folder}: found no images in its class folders.")
+    return dataset
 
 
 def _imagefolder(path: str):
     def load(split: str, root: Path, transform):
-        from torchvision.datasets import ImageFolder
+        from torchvision.datasets.folder import find_classes
 
         base = Path(path).expanduser()
         names = ["train"] if split == "train" else ["test", "val"]
-        for name in names:
-            if (base / name).is_dir():
-                try:
-                    return ImageFolder(str(base / name), transform=transform)
-                except (FileNotFoundError, RuntimeError) as error:
-                    raise DatasetNotFoundError(f"{base / name}: {error}") from None
-        raise DatasetNotFoundError(
-            f"imagefolder:{path} has no {' or '.join(n + '/' for n in names)} folder. Expected "
-            f"{base}/train/<class>/<image> and {base}/val/<class>/<image> (or test/).")
+        folder = next((base / name for name in names if (base / name).is_dir()), None)
+        if folder is None:
+            raise DatasetNotFoundError(
+                f"imagefolder:{path} has no {' or '.join(n + '/' for n in names)} folder. "
+                f"Expected {base}/train/<class>/<image> and {base}/val/<class>/<image> "
+                "(or test/).")
+        numbering = base / "train" if (base / "train").is_dir() else folder
+        try:
+            _, class_to_idx = find_classes(str(numbering))
+        except FileNotFoundError as error:
+            raise DatasetNotFoundError(f"{numbering}: {error}") from None
+        return _image_folder(folder, class_to_idx, transform,
+                             allow_missing_classes=split != "train")
     return load
 
 

@@ -4,8 +4,9 @@
 batch ``(B, C, H, W)`` to ``(B, D)`` features, such as an ONNX Runtime session wrapper) over a
 dataset in batches. :func:`dataset_features` adds the dataset, the encoder's transform and a
 :class:`FeatureCache`: features are stored as safetensors files keyed by (model spec, weights
-fingerprint, dataset, split, subset, transform), so the k-NN and the linear probe of one
-encoder share one extraction, and changing the weights changes the key.
+fingerprint, dataset, data fingerprint, split, subset, transform), so the k-NN and the linear
+probe of one encoder share one extraction, and changing the weights or the data (files added,
+moved, rewritten, or read from another folder) changes the key.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from seedzoo.errors import SeedzooError
 from seedzoo.files import atomic_write_path
 
 FEATURES_KEY = "features"
@@ -60,6 +63,33 @@ def _default_device(model) -> torch.device:
     return torch.device("cuda" if has_weights and torch.cuda.is_available() else "cpu")
 
 
+@dataclass
+class _UnequalImageSizes:
+    """What the loader yields instead of a batch whose images differ in size."""
+
+    shapes: list[tuple[int, ...]]
+
+
+def _collate(batch):
+    """The default collation, or :class:`_UnequalImageSizes` when the images cannot be stacked
+    (returned, not raised, so that it reaches the main process intact from a worker)."""
+    try:
+        return torch.utils.data.default_collate(batch)
+    except RuntimeError:
+        shapes = sorted({tuple(image.shape) for image, _ in batch if hasattr(image, "shape")})
+        if len(shapes) > 1:
+            return _UnequalImageSizes(shapes)
+        raise
+
+
+def _unequal_sizes_error(desc: str, shapes) -> SeedzooError:
+    return SeedzooError(
+        f"{desc}: the images differ in size ({' vs '.join(str(s) for s in shapes[:3])}), but "
+        "the features of a dataset need images of one size. The raw-pixel baseline (pixels) "
+        "keeps every image as it is: resize the dataset's images to one size, or evaluate an "
+        "encoder, whose transform resizes them.")
+
+
 @torch.inference_mode()
 def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int = 0,
                      device: str | torch.device | None = None, channels_last: bool | None = None,
@@ -71,7 +101,8 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     is put in eval mode and moved to ``device`` (default: CUDA if available and the module
     has weights); other callables are fed CPU batches. ``channels_last=None`` turns
     channels-last memory on for convolutional torch modules. A module in training mode is put
-    back in it afterwards.
+    back in it afterwards. Images of different sizes (which only an encoder without a resizing
+    transform, such as raw pixels, sees) are a :class:`SeedzooError`.
     """
     from tqdm.auto import tqdm
 
@@ -85,19 +116,25 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
         model.eval().to(device=device, memory_format=memory_format)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False)
+        collate_fn=_collate, pin_memory=device.type == "cuda", persistent_workers=False)
     features = torch.empty(0)
     labels = torch.empty(len(dataset), dtype=torch.int64)
     start = 0
     try:
-        for images, targets in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
-                                    disable=not progress):
+        for batch in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
+                          disable=not progress):
+            if isinstance(batch, _UnequalImageSizes):
+                raise _unequal_sizes_error(desc, batch.shapes)
+            images, targets = batch
             images = images.to(device, non_blocking=True)
             if images.ndim == 4:
                 images = images.contiguous(memory_format=memory_format)
             output = torch.as_tensor(model(images)).flatten(1).float().cpu()
             if start == 0:
                 features = torch.empty(len(dataset), output.shape[1], dtype=torch.float32)
+                first_shape = tuple(images.shape[1:])
+            elif tuple(images.shape[1:]) != first_shape:  # batches of different image sizes
+                raise _unequal_sizes_error(desc, [first_shape, tuple(images.shape[1:])])
             features[start:start + len(output)] = output
             labels[start:start + len(output)] = torch.as_tensor(targets)
             start += len(output)
@@ -155,8 +192,6 @@ def subset_indices(size: int, limit: int | None, seed: int = 0) -> np.ndarray | 
     if limit is None or limit >= size:
         return None
     if limit < 1:
-        from seedzoo.errors import SeedzooError
-
         raise SeedzooError(f"A sample limit must be positive, got {limit}.")
     return np.sort(np.random.default_rng(seed).permutation(size)[:limit])
 
@@ -168,18 +203,20 @@ def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
     """Features and labels of ``split`` of dataset ``dataset`` under ``model``, through ``cache``.
 
     ``spec`` names the model in the cache key next to its weights ``fingerprint`` (computed
-    when not given). ``transform`` defaults to the model's own (:func:`transform_for`);
-    ``limit`` keeps a seeded random subset of that many samples. ``cache=None`` disables
-    caching. Other options go to :func:`extract_features`.
+    when not given) and the data's fingerprint
+    (:func:`~seedzoo.evaluation.datasets.dataset_fingerprint`). ``transform`` defaults to the
+    model's own (:func:`transform_for`); ``limit`` keeps a seeded random subset of that many
+    samples. ``cache=None`` disables caching. Other options go to :func:`extract_features`.
     """
-    from seedzoo.evaluation.datasets import get_dataset
+    from seedzoo.evaluation.datasets import dataset_fingerprint, get_dataset
     from seedzoo.evaluation.transforms import transform_for
 
     transform = transform if transform is not None else transform_for(model)
     data = get_dataset(dataset, split, root=root, transform=transform)
     indices = subset_indices(len(data), limit, seed)
     key = {"model": spec, "weights": fingerprint or weights_fingerprint(model),
-           "dataset": dataset, "split": split, "size": len(data),
+           "dataset": dataset, "data": dataset_fingerprint(data), "split": split,
+           "size": len(data),
            "subset": None if indices is None else {"limit": int(limit), "seed": seed},
            "transform": repr(transform)}
     if cache is not None:

@@ -225,6 +225,11 @@ def benchmark_latency(model: nn.Module, onnx_path: str | os.PathLike, *,
     """
     if not batch_sizes or min(batch_sizes) < 1:
         raise SeedzooError(f"Batch sizes must be positive integers, got {list(batch_sizes)}.")
+    if min_iterations < 1:
+        raise SeedzooError(f"min_iterations must be at least 1 (every backend needs a timed "
+                           f"call), got {min_iterations}.")
+    if not budget_s >= 0:
+        raise SeedzooError(f"The time budget must be >= 0 seconds, got {budget_s}.")
     threads = int(threads or torch.get_num_threads())
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)

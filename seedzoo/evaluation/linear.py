@@ -33,6 +33,12 @@ def _tensor(values, dtype, device) -> torch.Tensor:
     return tensor.to(device=device, dtype=dtype)
 
 
+def _require(valid: bool, what: str, value, requirement: str) -> None:
+    """A :class:`SeedzooError` naming the probe option ``what`` unless ``valid``."""
+    if not valid:
+        raise SeedzooError(f"The linear probe's {what} must be {requirement}, got {value}.")
+
+
 def holdout_split(labels, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced seeded split ``(fit_indices, heldout_indices)`` of ``labels``.
 
@@ -77,9 +83,15 @@ class LinearProbe:
                  epochs: int = 10, batch_size: int = 1024, lr: float = 0.05,
                  momentum: float = 0.9, min_steps: int = 500, heldout_fraction: float = 0.1,
                  seed: int = 0, device: str | torch.device | None = None):
-        if not weight_decays or any(w < 0 for w in weight_decays):
-            raise SeedzooError(f"Weight decays must be a non-empty list of values >= 0, "
-                               f"got {list(weight_decays)}.")
+        _require(len(weight_decays) > 0 and all(math.isfinite(w) and w >= 0
+                                                for w in weight_decays),
+                 "weight decays", list(weight_decays), "a non-empty list of finite values >= 0")
+        _require(math.isfinite(lr) and lr > 0, "learning rate", lr, "a finite number > 0")
+        _require(0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
+        _require(0 < heldout_fraction < 1, "held-out fraction", heldout_fraction, "in (0, 1)")
+        _require(batch_size >= 1, "batch size", batch_size, "at least 1")
+        _require(epochs >= 1, "epoch count", epochs, "at least 1")
+        _require(min_steps >= 0, "minimum step count", min_steps, "at least 0")
         self.weight_decays = tuple(float(w) for w in weight_decays)
         self.epochs = epochs
         self.batch_size = batch_size

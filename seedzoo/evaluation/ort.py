@@ -54,7 +54,8 @@ def decode_metadata(props: dict[str, str]) -> dict:
 
 
 def pretrained_cfg_from_metadata(metadata: dict, source: str = "the ONNX file") -> dict:
-    """The timm ``pretrained_cfg`` (preprocessing part) recorded in an exported file."""
+    """The timm ``pretrained_cfg`` recorded in an exported file: its preprocessing, plus the
+    source's ``revision`` when the file names one (read by evaluation reports)."""
     missing = [key for key in PREPROCESSING_KEYS if key not in metadata]
     if missing:
         raise SeedzooError(
@@ -66,6 +67,8 @@ def pretrained_cfg_from_metadata(metadata: dict, source: str = "the ONNX file") 
     cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
     cfg["architecture"] = metadata.get("architecture", "onnx")
     cfg["num_classes"] = 0
+    if metadata.get("revision"):
+        cfg["revision"] = metadata["revision"]
     return cfg
 
 
