@@ -96,6 +96,16 @@ def test_bad_bench_settings_are_rejected_by_the_parser(option, value, message, c
     assert f"argument {option}: {message}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--calib-size", "--knn-train", "--knn-test"])
+def test_bad_int8_sizes_are_rejected_before_any_export(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", "timm:test_resnet", "--out", str(tmp_path / "m.onnx"),
+              "--int8", option, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: must be a positive integer" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("command, options", [
     ("export", ["--validate-dataset", "--opset", "--int8", "--calib-dataset", "--calib-size",
                 "--knn-dataset", "dynamo", "metadata"]),

@@ -144,6 +144,23 @@ def test_tensor_inputs_give_tensor_predictions():
     np.testing.assert_array_equal(got.numpy(), knn_classify(train_x, train_y, test_x, k=5))
 
 
+def test_bank_chunks_smaller_than_k_equal_one_chunk():
+    train_x, train_y, test_x, test_y = clustered(train=200, test=40)
+    expected = knn_scores(train_x, train_y, test_x, test_y, ks=[30])
+    assert knn_scores(train_x, train_y, test_x, test_y, ks=[30], bank_chunk=10) == expected
+
+
+def test_labels_of_any_sortable_kind_come_back_as_given():
+    names = np.array(["boot", "coat", "dress", "shirt"])
+    train_x, train_y, test_x, test_y = clustered(classes=4)
+    as_ints = knn_classify(train_x, train_y, test_x, k=5)
+    np.testing.assert_array_equal(knn_classify(train_x, names[train_y], test_x, k=5),
+                                  names[as_ints])
+    np.testing.assert_array_equal(knn_classify(train_x, train_y + 0.5, test_x, k=5), as_ints + 0.5)
+    assert knn_scores(train_x, names[train_y], test_x, names[test_y], ks=[5]) \
+        == knn_scores(train_x, train_y, test_x, test_y, ks=[5])
+
+
 def test_bad_inputs_are_clear_errors():
     train_x, train_y, test_x, test_y = clustered()
     with pytest.raises(SeedzooError, match="differ in size"):
@@ -152,6 +169,18 @@ def test_bad_inputs_are_clear_errors():
         knn_classify(train_x, train_y, test_x, weights="cosine")
     with pytest.raises(SeedzooError, match="test labels"):
         knn_scores(train_x, train_y, test_x, test_y[:-1])
+    with pytest.raises(SeedzooError, match="one label per training feature"):
+        knn_classify(train_x, train_y[:-1], test_x)
+    with pytest.raises(SeedzooError, match="bank_chunk must be at least 1"):
+        knn_classify(train_x, train_y, test_x, bank_chunk=0)
+    broken = train_x.copy()
+    broken[7] = np.nan
+    with pytest.raises(SeedzooError, match="1 of .* training features are NaN or infinite"):
+        knn_classify(broken, train_y, test_x)
+    broken = test_x.copy()
+    broken[:2, 0] = np.inf
+    with pytest.raises(SeedzooError, match="2 of .* test features are NaN or infinite"):
+        knn_scores(train_x, train_y, broken, test_y)
 
 
 MEMORY_PROBE = textwrap.dedent("""

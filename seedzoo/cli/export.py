@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import add_model_arguments, load_model
+from seedzoo.cli._arguments import add_model_arguments, load_model, positive_int
 
 
 def register(subparsers) -> None:
@@ -35,14 +35,14 @@ def register(subparsers) -> None:
     int8.add_argument("--calib-dataset", default="fashion-mnist", metavar="NAME",
                       help="registry dataset whose training images calibrate activation ranges "
                       "(default: %(default)s)")
-    int8.add_argument("--calib-size", type=int, default=256, metavar="N",
+    int8.add_argument("--calib-size", type=positive_int, default=256, metavar="N",
                       help="calibration images, a seeded random subset (default: %(default)s)")
     int8.add_argument("--knn-dataset", metavar="NAME",
                       help="compare the k-NN top-1 of fp32 and INT8 on this dataset")
-    int8.add_argument("--knn-train", type=int, default=2000, metavar="N",
+    int8.add_argument("--knn-train", type=positive_int, default=2000, metavar="N",
                       help="training images in the k-NN bank, a seeded subset "
                       "(default: %(default)s)")
-    int8.add_argument("--knn-test", type=int, default=1000, metavar="N",
+    int8.add_argument("--knn-test", type=positive_int, default=1000, metavar="N",
                       help="test images classified, a seeded subset (default: %(default)s)")
     parser.set_defaults(func=run)
 

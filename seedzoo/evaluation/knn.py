@@ -21,7 +21,6 @@ from itertools import islice
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
 from seedzoo.errors import SeedzooError
@@ -67,6 +66,22 @@ def _check_features(train_features: torch.Tensor, test_features: torch.Tensor) -
                            f"vs {test_features.shape[1]}); extract both with the same encoder.")
     if len(train_features) == 0:
         raise SeedzooError("k-NN needs at least one training feature.")
+
+
+def _row_norms(features: torch.Tensor, name: str) -> torch.Tensor:
+    """The L2 norm of each row; rows with NaN or infinite values are an error."""
+    norms = torch.linalg.vector_norm(features, dim=1)
+    broken = int((~torch.isfinite(norms)).sum())
+    if broken:
+        raise SeedzooError(f"{broken} of {len(features)} {name} features are NaN or infinite (or "
+                           "too large for float32), which would corrupt every vote. The encoder "
+                           "produced them: check its weights, or extract the features in float32.")
+    return norms
+
+
+def _unit_rows(features: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """``torch.nn.functional.normalize(features, dim=1)``, from precomputed row norms."""
+    return features / norms.clamp_min(1e-12).unsqueeze(1)
 
 
 def _row_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +131,11 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
     bank = _as_tensor(train_features, torch.float32, device)
     queries_all = _as_tensor(test_features, torch.float32, device)
     _check_features(bank, queries_all)
-    bank = F.normalize(bank, dim=1)
+    if query_chunk < 1 or bank_chunk < 1:
+        raise SeedzooError(f"query_chunk and bank_chunk must be at least 1, got {query_chunk} "
+                           f"and {bank_chunk}.")
+    bank = _unit_rows(bank, _row_norms(bank, "training"))
+    query_norms = _row_norms(queries_all, "test")
     k = min(k, len(bank))
     bank_chunk = min(bank_chunk, len(bank))
     workers = _search_workers(device)
@@ -127,7 +146,8 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
         if not hasattr(blocks, "block"):
             blocks.block = torch.empty(rows_per_search * bank_chunk, dtype=torch.float32,
                                        device=device)
-        queries = F.normalize(queries_all[start:start + rows_per_search], dim=1)
+        end = start + rows_per_search
+        queries = _unit_rows(queries_all[start:end], query_norms[start:end])
         best_sims = best_idx = None
         for bank_start in range(0, len(bank), bank_chunk):
             part = bank[bank_start:bank_start + bank_chunk]
@@ -139,7 +159,7 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
                 best_sims, best_idx = values, index
             else:
                 merged_sims = torch.cat([best_sims, values], dim=1)
-                best_sims, order = merged_sims.topk(k, dim=1)
+                best_sims, order = merged_sims.topk(min(k, merged_sims.shape[1]), dim=1)
                 best_idx = torch.cat([best_idx, index], dim=1).gather(1, order)
         return slice(start, start + len(queries)), best_sims, best_idx
 
@@ -184,12 +204,21 @@ def _check_options(ks: Sequence[int], temperature: float, weights: str) -> None:
         raise SeedzooError(f"k-NN temperature must be positive, got {temperature}.")
 
 
-def _encode_labels(train_labels, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sorted distinct labels, each training label's index into them)."""
-    labels = _as_tensor(train_labels, torch.int64, "cpu").numpy()
+def _label_array(labels) -> np.ndarray:
+    return labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+
+
+def _encode_labels(train_labels, num_features: int, device) -> tuple[np.ndarray, torch.Tensor]:
+    """(sorted distinct labels, each training label's index into them, on ``device``).
+
+    Labels may be any values NumPy can sort: integers in any range, strings, floats.
+    """
+    labels = _label_array(train_labels)
+    if labels.shape != (num_features,):
+        raise SeedzooError(f"k-NN needs one label per training feature: {num_features} features "
+                           f"but labels of shape {labels.shape}.")
     classes, inverse = np.unique(labels, return_inverse=True)  # 100x torch.unique on CPU
-    return (torch.from_numpy(classes).to(device),
-            torch.from_numpy(inverse.reshape(-1)).to(device))
+    return classes, torch.from_numpy(inverse.reshape(-1)).to(device)
 
 
 def knn_classify(train_features, train_labels, test_features, k: int = 20,
@@ -201,15 +230,18 @@ def knn_classify(train_features, train_labels, test_features, k: int = 20,
     Ties between classes go to the smallest label (as in scikit-learn).
     """
     _check_options([k], temperature, weights)
-    classes, train_classes = _encode_labels(train_labels, device or _device_of(train_features))
-    predictions = torch.empty(len(test_features), dtype=torch.int64, device=classes.device)
+    device = torch.device(device or _device_of(train_features))
+    classes, train_classes = _encode_labels(train_labels, len(train_features), device)
+    predictions = torch.empty(len(test_features), dtype=torch.int64, device=device)
     for rows, sims, index in iter_neighbors(train_features, test_features, k,
                                             query_chunk=query_chunk, bank_chunk=bank_chunk,
-                                            device=classes.device):
+                                            device=device):
         scores = _class_scores(sims, train_classes[index], len(classes), temperature, weights)
         predictions[rows] = scores.argmax(dim=1)
-    predicted = classes[predictions]
-    return predicted if isinstance(train_labels, torch.Tensor) else predicted.cpu().numpy()
+    predicted = classes[predictions.cpu().numpy()]
+    if isinstance(train_labels, torch.Tensor):
+        return torch.from_numpy(predicted).to(device)
+    return predicted
 
 
 def knn_scores(train_features, train_labels, test_features, test_labels,
@@ -224,19 +256,22 @@ def knn_scores(train_features, train_labels, test_features, test_labels,
     A k larger than the bank uses the whole bank.
     """
     _check_options(ks, temperature, weights)
-    classes, train_classes = _encode_labels(train_labels, device or _device_of(train_features))
-    truth = _as_tensor(test_labels, torch.int64, classes.device)
-    if len(truth) != len(test_features):
-        raise SeedzooError(f"{len(test_features)} test features but {len(truth)} test labels.")
+    device = torch.device(device or _device_of(train_features))
+    classes, train_classes = _encode_labels(train_labels, len(train_features), device)
+    labels = _label_array(test_labels)
+    if labels.shape != (len(test_features),):
+        raise SeedzooError(f"{len(test_features)} test features but test labels of shape "
+                           f"{labels.shape}.")
     # Test labels unseen in training can never be predicted: map them past the known classes.
-    position = torch.searchsorted(classes, truth).clamp(max=len(classes) - 1)
-    truth = torch.where(classes[position] == truth, position, len(classes))
+    position = np.searchsorted(classes, labels).clip(max=len(classes) - 1)
+    truth = torch.from_numpy(np.where(classes[position] == labels, position, len(classes)))
+    truth = truth.to(device)
     ks = sorted({int(k) for k in ks})
     top1 = dict.fromkeys(ks, 0)
     top5 = dict.fromkeys(ks, 0)
     for rows, sims, index in iter_neighbors(train_features, test_features, max(ks),
                                             query_chunk=query_chunk, bank_chunk=bank_chunk,
-                                            device=classes.device):
+                                            device=device):
         neighbor_classes = train_classes[index]
         target = truth[rows].unsqueeze(1)
         for k in ks:
