@@ -73,6 +73,16 @@ def test_run_summary_is_found_in_the_run_folder(tmp_path):
     assert "seed" in card.data.tags and "312.4" not in card.text and "5.2 min" in card.text
 
 
+def test_run_may_be_given_as_the_run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / "summary.json", run_summary())
+    folder = save_pretrained(tiny_encoder(), tmp_path / "elsewhere", run=run)
+    assert "5.2 min" in (folder / "README.md").read_text()
+    with pytest.raises(SeedzooError, match="has no run summary"):
+        save_pretrained(tiny_encoder(), tmp_path / "other", run=tmp_path / "elsewhere")
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"metrics": {}}, "not a seedzoo evaluation JSON"),
     ({"metrics": {"knn_top1@20": 0.5}, "config": {}}, "config.dataset"),

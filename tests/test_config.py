@@ -34,6 +34,14 @@ def test_overrides_are_typed_yaml_values(tmp_path):
     assert config.data.view_options == {"crop_scale": [0.5, 1.0]}
 
 
+def test_exponent_notation_is_a_number_in_recipes_and_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: {name: seed, teacher_temperature: 1e-4}\ntrain: {epochs: 1}\n")
+    config = load_config(recipe, ["train.weight_decay=1e-5", "train.lr=2E-1"])
+    assert config.method_options == {"teacher_temperature": 1e-4}
+    assert config.train.weight_decay == 1e-5 and config.train.lr == 0.2
+
+
 def test_linear_scaling_rule_unless_lr_is_given():
     config = config_from_dict({"method": {"name": "seed"}, "data": {"batch_size": 512},
                                "train": {"base_lr": 0.03}})

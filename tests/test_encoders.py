@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import timm
 import torch
 
 from seedzoo.errors import SeedzooError
@@ -23,6 +24,9 @@ def test_small_stem_keeps_resolution_and_survives_save_and_load(arch, tmp_path):
     assert config["seedzoo"] == {"small_stem": True}
     loaded = load_pretrained_folder(folder)
     assert torch.allclose(loaded(images), small(images), atol=1e-6)
+    # Plain timm would build its own stem around the weights: it must refuse, not run.
+    with pytest.raises(RuntimeError, match="seedzoo_small_stem"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True, num_classes=0)
 
 
 def test_small_stem_refuses_other_families():

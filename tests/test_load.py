@@ -9,7 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import seedzoo
-from seedzoo.errors import ModelNotFoundError
+from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.zoo import create_encoder, push, save_pretrained
 from seedzoo.zoo.checkpoints import backbone_state_dict
 from zoo_helpers import (HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub,  # noqa: F401
@@ -91,6 +91,16 @@ def test_folders_in_timm_own_format_load_as_encoders(tmp_path, model_args):
     assert torch.equal(features(loaded), features(reference))
     assert torch.equal(features(loaded), features(classifier))
     assert loaded.num_classes == 0 and "fc.weight" not in loaded.state_dict()
+
+
+def test_a_pickled_timm_folder_is_refused_with_the_way_to_save_it(tmp_path):
+    from timm.models import save_for_hf
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    save_for_hf(timm.create_model("test_resnet"), folder, safe_serialization=False)
+    with pytest.raises(CheckpointError, match=r"pickle.*safe_serialization=True"):
+        seedzoo.load(folder)
 
 
 def test_save_pretrained_leaves_the_classifier_out(tmp_path):

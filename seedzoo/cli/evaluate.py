@@ -62,7 +62,7 @@ def register(subparsers) -> None:
                      help="exported encoder to run with ONNX Runtime (implies "
                           "--backend onnxruntime)")
     run.add_argument("--threads", type=positive_int, metavar="N",
-                     help="ONNX Runtime intra-op threads (default: its own choice)")
+                     help="ONNX Runtime intra-op threads (default: torch's thread count)")
     run.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
                                       "(default: cuda if available for torch encoders with "
                                       "weights, else cpu)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,22 @@ import yaml
 
 from seedzoo.errors import SeedzooError
 from seedzoo.files import write_text_atomic
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, except that ``1e-4`` is a float (as in YAML 1.2
+    and Python), not the string PyYAML's YAML 1.1 rules make of it."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str):
+    """Parse YAML text with :class:`_YamlLoader`."""
+    return yaml.load(text, Loader=_YamlLoader)
+
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -211,7 +228,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
     if not sep or not key.strip():
         raise SeedzooError(f"--set expects section.key=value, got {text!r}.")
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
     except yaml.YAMLError as error:
         raise SeedzooError(f"--set {text!r}: the value is not valid YAML ({error}).") from None
     return key.strip().split("."), value
@@ -240,7 +257,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise SeedzooError(f"Recipe {path} does not exist.")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = load_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise SeedzooError(f"Recipe {path} is not valid YAML: {error}") from None
     return values or {}

@@ -143,8 +143,9 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
                  revision: str | None = None) -> ModelFacts:
     """Everything the card and the catalog say about an encoder, read from real files.
 
-    ``run`` is the run summary (path or dict; looked up in the run folder when omitted),
-    ``evaluations`` evaluation JSONs (paths or dicts), ``bench`` a latency JSON.
+    ``run`` is the run summary (path, dict, or the run folder holding it; looked up in the run
+    folder when omitted), ``evaluations`` evaluation JSONs (paths or dicts), ``bench`` a latency
+    JSON.
     """
     from seedzoo.zoo.hub import encoder_folder
     from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
@@ -154,6 +155,13 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
     model = load_pretrained_folder(folder)
     if run is None:
         run = find_run_summary(Path(folder_or_run)) or find_run_summary(folder.parent) or {}
+    elif not isinstance(run, dict) and Path(run).is_dir():
+        summary = find_run_summary(Path(run))
+        if summary is None:
+            raise SeedzooError(f"The run folder {run} has no run summary "
+                               f"({' or '.join(RUN_SUMMARY_NAMES)}); give the summary's path, "
+                               "or finish the run first.")
+        run = summary
     run = _read_json(run, "run summary")
     run_config = run.get("config", {})
     method = run_config.get("method", {})

@@ -18,7 +18,7 @@ from torch import nn
 from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.files import atomic_write_path, write_text_atomic
 from seedzoo.zoo.checkpoints import without_classifier
-from seedzoo.zoo.stems import apply_seedzoo_options
+from seedzoo.zoo.stems import apply_seedzoo_options, hide_small_stem, unhide_small_stem
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -82,8 +82,8 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous()
-             for k, v in without_classifier(model.state_dict(), model.pretrained_cfg).items()}
+    state = without_classifier(model.state_dict(), model.pretrained_cfg)
+    state = {k: v.detach().cpu().contiguous() for k, v in hide_small_stem(state, model).items()}
     with atomic_write_path(folder / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_text_atomic(folder / CONFIG_NAME,
@@ -154,9 +154,12 @@ def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
     config = read_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
+        pickled = " Its pytorch_model.bin is a pickle, which seedzoo never loads: save it with " \
+            "timm.models.save_for_hf(..., safe_serialization=True)." \
+            if (folder / "pytorch_model.bin").is_file() else ""
         raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; only safetensors "
-                              "weights are read.")
+                              f"weights are read.{pickled}")
     model = encoder_from_config(config)
-    state = without_classifier(read_safetensors(weights), model.pretrained_cfg)
+    state = without_classifier(unhide_small_stem(read_safetensors(weights)), model.pretrained_cfg)
     load_state_into(model, state, str(weights))
     return model.eval()
