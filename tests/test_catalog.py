@@ -75,6 +75,17 @@ def test_add_from_a_run_then_list_and_load_by_name(catalog, run, hf_cache, tmp_p
     assert json.loads(capsys.readouterr().out)[0]["evaluations"] == {"fashion-mnist": FMNIST}
 
 
+def test_an_entry_s_repo_id_is_stored_bare(catalog, run, hf_cache, tmp_path):
+    model, run_dir, eval_json = run
+    entry = add_entry("seed-tiny", run_dir, [eval_json], cards_dir=tmp_path / "cards",
+                      repo_id="hf-hub:org/tiny")
+    assert entry.hub_spec.startswith("hf-hub:org/tiny@")
+    assert torch.equal(features(seedzoo.load("seed-tiny")), features(model))
+    with pytest.raises(SeedzooError, match="names a revision"):
+        add_entry("seed-tiny", run_dir, [eval_json], cards_dir=tmp_path / "cards",
+                  repo_id="org/tiny@dev")
+
+
 def test_an_entry_not_in_the_cache_explains_how_to_rebuild_it(catalog, run, hf_cache, tmp_path,
                                                               monkeypatch, capsys):
     _, run_dir, eval_json = run

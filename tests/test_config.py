@@ -40,6 +40,9 @@ def test_exponent_notation_is_a_number_in_recipes_and_overrides(tmp_path):
     config = load_config(recipe, ["train.weight_decay=1e-5", "train.lr=2E-1"])
     assert config.method_options == {"teacher_temperature": 1e-4}
     assert config.train.weight_decay == 1e-5 and config.train.lr == 0.2
+    config.method["teacher"] = {"source": "1e5"}  # a string that reads like a number
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
 
 
 def test_linear_scaling_rule_unless_lr_is_given():

@@ -1,6 +1,7 @@
 """Dataset registry: loading, class names, and the error each dataset gives when missing."""
 
 import gzip
+import pickle
 
 import numpy as np
 import pytest
@@ -146,7 +147,9 @@ def test_imagefolder_test_split_numbers_classes_like_the_train_split(tmp_path):
     test = get_dataset(f"imagefolder:{tmp_path}", "test")  # val/ lacks b: that is fine
     assert test.class_to_idx == train.class_to_idx == {"a": 0, "b": 1, "c": 2}
     assert dataset_classes(test) == ["a", "b", "c"]
-    assert dataset_labels(test).tolist() == [0, 0, 2, 2]
+    assert dataset_labels(test).tolist() == [0, 0, 2, 2] and test[2][1] == 2
+    copy = pickle.loads(pickle.dumps(test))  # what spawned data-loading workers receive
+    assert copy[2][1] == 2 and copy.class_to_idx == train.class_to_idx
 
 
 def test_imagefolder_test_class_missing_from_train_is_a_clear_error(tmp_path):

@@ -95,7 +95,9 @@ def test_small_patch_views_use_a_second_queue(teacher_folder):
         first_patches = F.normalize(method.teacher(views[1]), dim=1)
     assert torch.allclose(method.small_patch_queue.embeddings[:4], first_patches, atol=1e-6)
     assert int(method.small_patch_queue.pointer) == 4 and int(method.queue.pointer) == 4
-    assert method.min_views == 2 and build_seed(teacher_folder).min_views == 1
+    with pytest.raises(SeedzooError, match="SEED needs at least 2 views of each image, got 1"):
+        method(views[:1])
+    assert build_seed(teacher_folder).min_views == 1
 
 
 def test_bad_teacher_spec_is_a_clear_error(teacher_folder):

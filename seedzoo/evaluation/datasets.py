@@ -103,7 +103,7 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DatasetNotFoundError(f"{path} is truncated or corrupt ({error}); delete it and "
                                    "download it again.") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
@@ -179,28 +179,29 @@ def _image_folder(folder: Path, class_to_idx: dict[str, int], transform, *,
 
     A class folder that ``class_to_idx`` lacks is an error; a class of ``class_to_idx`` with no
     images in ``folder`` is one only without ``allow_missing_classes`` (a test split need not
-    have every training class).
+    have every training class). The result is a plain ImageFolder, so it pickles (data-loading
+    workers started with spawn need that).
     """
     from torchvision.datasets import ImageFolder
 
-    class TrainNumberedImageFolder(ImageFolder):
-        def find_classes(self, directory):
-            found, _ = super().find_classes(directory)
-            unknown = sorted(set(found) - set(class_to_idx))
-            if unknown:
-                raise SeedzooError(
-                    f"{folder} has class folder(s) {', '.join(unknown)} that the training split "
-                    f"({folder.parent / 'train'}) lacks, so they have no label. Add training "
-                    f"images for them under train/<class>/, or remove them from {folder.name}/.")
-            return sorted(class_to_idx, key=class_to_idx.get), dict(class_to_idx)
-
     try:
-        dataset = TrainNumberedImageFolder(str(folder), transform=transform,
-                                           allow_empty=allow_missing_classes)
+        dataset = ImageFolder(str(folder), transform=transform, allow_empty=allow_missing_classes)
     except (FileNotFoundError, RuntimeError) as error:
         raise DatasetNotFoundError(f"{folder}: {error}") from None
+    unknown = sorted(set(dataset.classes) - set(class_to_idx))
+    if unknown:
+        raise SeedzooError(
+            f"{folder} has class folder(s) {', '.join(unknown)} that the training split "
+            f"({folder.parent / 'train'}) lacks, so they have no label. Add training images for "
+            f"them under train/<class>/, or remove them from {folder.name}/.")
     if not dataset.samples:
         raise DatasetNotFoundError(f"{folder}: found no images in its class folders.")
+    own_classes = dataset.classes
+    dataset.samples = dataset.imgs = [(path, class_to_idx[own_classes[target]])
+                                      for path, target in dataset.samples]
+    dataset.targets = [target for _, target in dataset.samples]
+    dataset.classes = sorted(class_to_idx, key=class_to_idx.get)
+    dataset.class_to_idx = dict(class_to_idx)
     return dataset
 
 

@@ -214,12 +214,12 @@ def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
     transform = transform if transform is not None else transform_for(model)
     data = get_dataset(dataset, split, root=root, transform=transform)
     indices = subset_indices(len(data), limit, seed)
-    key = {"model": spec, "weights": fingerprint or weights_fingerprint(model),
-           "dataset": dataset, "data": dataset_fingerprint(data), "split": split,
-           "size": len(data),
-           "subset": None if indices is None else {"limit": int(limit), "seed": seed},
-           "transform": repr(transform)}
-    if cache is not None:
+    if cache is not None:  # the key hashes the weights and stats the data files: only for it
+        key = {"model": spec, "weights": fingerprint or weights_fingerprint(model),
+               "dataset": dataset, "data": dataset_fingerprint(data), "split": split,
+               "size": len(data),
+               "subset": None if indices is None else {"limit": int(limit), "seed": seed},
+               "transform": repr(transform)}
         found = cache.load(key)
         if found is not None:
             return found

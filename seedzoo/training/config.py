@@ -28,19 +28,29 @@ from seedzoo.errors import SeedzooError
 from seedzoo.files import write_text_atomic
 
 class _YamlLoader(yaml.SafeLoader):
-    """YAML as PyYAML's safe loader reads it, except that ``1e-4`` is a float (as in YAML 1.2
-    and Python), not the string PyYAML's YAML 1.1 rules make of it."""
+    """PyYAML's safe loader, except that ``1e-4`` is a float (as in YAML 1.2 and Python), not
+    the string PyYAML's YAML 1.1 rules make of it."""
 
 
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
+class _YamlDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper with the same rule, so that the string ``"1e-4"`` is quoted."""
+
+
+for _yaml_class in (_YamlLoader, _YamlDumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
 
 
 def load_yaml(text: str):
-    """Parse YAML text with :class:`_YamlLoader`."""
+    """Parse a recipe or ``--set`` value (see :class:`_YamlLoader`)."""
     return yaml.load(text, Loader=_YamlLoader)
+
+
+def dump_yaml(data) -> str:
+    """YAML text that :func:`load_yaml` reads back as ``data``, keys in their order."""
+    return yaml.dump(data, Dumper=_YamlDumper, sort_keys=False)
 
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
@@ -270,7 +280,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
     """Write the resolved recipe (every key, defaults included) as YAML, atomically."""
-    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text_atomic(path, dump_yaml(config.to_dict()))
 
 
 def config_differences(old: Config, new: Config) -> list[str]:

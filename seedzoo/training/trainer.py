@@ -255,14 +255,9 @@ class Trainer:
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
         from seedzoo.training.views import build_views
-        view_recipe = data.views or self.method.views
-        views = build_views(view_recipe, image_size=data.image_size,
+        views = build_views(data.views or self.method.views, image_size=data.image_size,
                             mean=data.mean, std=data.std, **data.view_options)
-        if len(views.transforms) < self.method.min_views:
-            raise SeedzooError(
-                f"Method {config.method_name!r} needs at least {self.method.min_views} views of "
-                f"each image; view recipe {view_recipe!r} makes {len(views.transforms)}. Set "
-                f"data.views to {self.method.views!r} (or null for the method's default).")
+        self.method.check_views(views.transforms)  # before any training, not at the first step
         self.dataset = SeededViews(training_images(config), views, opt.seed)
         self.sampler = distributed.ResumableDistributedSampler(
             self.dataset, batch_size=self.batch_size, seed=opt.seed)

@@ -274,11 +274,11 @@ def _body(facts: ModelFacts) -> str:
     if facts.recipe:
         parts.append(f"Recipe: `{facts.recipe}`.\n")
     if facts.run_config:
-        import yaml
+        from seedzoo.training.config import dump_yaml
 
         parts.append("The run's resolved recipe (`seedzoo train --config recipe.yaml` with this "
                      "file trains it again):\n\n```yaml\n"
-                     + yaml.safe_dump(facts.run_config, sort_keys=False) + "```\n")
+                     + dump_yaml(facts.run_config) + "```\n")
     elif not facts.command:
         parts.append("No run summary was given for this card; the recipe is not recorded.\n")
     parts += [

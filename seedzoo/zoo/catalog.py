@@ -197,24 +197,24 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     resolved recipe beside it as ``recipe.yaml``.
     """
     from seedzoo.zoo.card import gather_facts, model_card
-    from seedzoo.zoo.hub import publish_to_cache
+    from seedzoo.zoo.hub import publish_target, publish_to_cache
 
     if not evaluations:
         raise SeedzooError(f"A catalog entry needs real figures: give the evaluation JSON of "
                            f"{name} (seedzoo eval --out ...).")
     if public and not (repo_id and revision):
         raise SeedzooError("A public entry needs --repo-id and --revision (the commit sha).")
-    repo_id = repo_id or f"seedzoo/{name}"
+    repo_id = publish_target(repo_id) if repo_id else f"seedzoo/{name}"
     if revision is None:  # not published yet: the revision it has in the local cache
         revision = publish_to_cache(folder_or_run, repo_id).revision
     facts = gather_facts(folder_or_run, name=name, run=run, evaluations=evaluations, bench=bench,
                          repo_id=repo_id, revision=revision)
     card_dir = (Path(cards_dir) if cards_dir else REPO_CARDS_DIR) / name
     if facts.run_config:
-        import yaml
+        from seedzoo.training.config import dump_yaml
 
         recipe_path = card_dir / "recipe.yaml"
-        write_text_atomic(recipe_path, yaml.safe_dump(facts.run_config, sort_keys=False))
+        write_text_atomic(recipe_path, dump_yaml(facts.run_config))
         command = (command or facts.command
                    or f"seedzoo train --config {_shown(recipe_path)} --out runs/{name}")
     facts = dataclasses.replace(facts, command=command or facts.command,

@@ -35,6 +35,15 @@ class Method(nn.Module):
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def check_views(self, views) -> None:
+        """A clear error when ``views`` (view batches, or a view recipe's transforms) are fewer
+        than :attr:`min_views`."""
+        if len(views) < self.min_views:
+            raise SeedzooError(
+                f"{type(self).__name__} needs at least {self.min_views} views of each image, got "
+                f"{len(views)}: use the view recipe {self.views!r} (data.views, or null for the "
+                "method's default).")
+
 
 def register_method(name: str):
     """Class or function decorator adding a method builder under ``name``."""

@@ -81,6 +81,7 @@ class MoCo(Method):
         return restore(keys) if shuffle else keys
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.check_views(views)
         queries = F.normalize(self.head(self.encoder(views[0])).float(), dim=1)
         if self.training:
             self._momentum_update()

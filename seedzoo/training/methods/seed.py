@@ -108,6 +108,7 @@ class SEED(Method):
         return loss, teacher
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.check_views(views)
         loss, teacher = self._distill(views[0], self.queue)
         metrics = {"loss": loss}
         if self.small_patch_queue is not None:

@@ -68,6 +68,7 @@ class SimCLR(Method):
         self.gather_distributed = gather_distributed
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.check_views(views)
         first, second = (F.normalize(self.head(self.encoder(v)).float(), dim=1) for v in views[:2])
         negatives = None
         if self.gather_distributed and is_distributed():
