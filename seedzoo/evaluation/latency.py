@@ -138,20 +138,14 @@ def _cpu_flags() -> list[str]:
 
 def machine_info() -> dict:
     """CPU, cores, load and library versions, for the JSON of a benchmark."""
-    import onnx
-    import onnxruntime
-    import timm
-
-    import seedzoo
+    from seedzoo.provenance import package_versions
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu": _cpu_model(), "cpu_flags": _cpu_flags(), "logical_cores": os.cpu_count(),
         "usable_cores": affinity, "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {"seedzoo": seedzoo.__version__, "torch": torch.__version__,
-                     "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
-                     "timm": timm.__version__, "numpy": np.__version__},
+        "versions": package_versions(),
     }
 
 

@@ -22,7 +22,8 @@ Schema (``"schema": "seedzoo-eval/1"``)::
         "linear": {<probe settings>, "weight_decay": <chosen>, "heldout_top1": {...}},
         "fewshot": {"1pct": {"fraction": 0.01, "train_size": 600, "weight_decay": ...}, ...}
       },
-      "versions": {"seedzoo": "...", "python": "...", "torch": "...", ...},
+      "versions": {"seedzoo": "...", "python": "...", "torch": "...", ...,
+                   "seedzoo_commit": "<git commit, when run from a checkout>"},
       "seconds": {"features": ..., "knn": ..., "linear": ..., "fewshot": ...},
       "timestamp": "2025-01-01T00:00:00+00:00"
     }
@@ -35,30 +36,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from seedzoo.errors import SeedzooError
 from seedzoo.files import write_text_atomic
+from seedzoo.provenance import package_versions
 
 SCHEMA = "seedzoo-eval/1"
-_PACKAGES = ("seedzoo", "torch", "torchvision", "timm", "numpy", "scikit-learn", "safetensors",
-             "huggingface_hub", "onnxruntime")
-
-
-def package_versions() -> dict[str, str]:
-    """Python and the installed versions of the packages an evaluation depends on."""
-    versions = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def make_report(metrics: dict[str, float], config: dict, seconds: dict[str, float] | None = None
                 ) -> dict:
     """A results document in the schema above, stamped with versions and the current time."""

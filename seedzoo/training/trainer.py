@@ -25,7 +25,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import platform
 import signal
 import threading
 import time
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 
 from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.files import write_text_atomic
+from seedzoo.provenance import package_versions
 from seedzoo.training import distributed
 from seedzoo.training.checkpoint import (gather_rng_states, load_checkpoint,
                                          restore_rng_states, save_checkpoint)
@@ -134,17 +134,6 @@ def _select_device(name: str) -> torch.device:
                            "--set train.device=cpu (or auto).")
     use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
     return distributed.init_from_env(use_cuda=use_cuda)
-
-
-def versions() -> dict:
-    import timm
-    import torchvision
-
-    from seedzoo import __version__
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "timm": timm.__version__,
-            "seedzoo": __version__}
 
 
 class TrainingStopped(KeyboardInterrupt):
@@ -502,7 +491,7 @@ class Trainer:
                                   / max(self.elapsed_s, 1e-9), 1),
             "encoder": str(self.run_dir / ENCODER_DIR) if finished else None,
             "config": self.config.to_dict(),
-            "versions": versions(),
+            "versions": package_versions(),
         }
 
     def export(self, summary: dict) -> None:
