@@ -31,8 +31,9 @@ def _metrics_by_dataset(card: ModelCard) -> dict[str, dict[str, float]]:
 
 
 def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
-    evaluations = [write_json(tmp_path / "fmnist.json", evaluation_json("fashion-mnist", FMNIST)),
-                   evaluation_json("digits", DIGITS)]
+    subsets = evaluation_json("fashion-mnist", FMNIST)
+    subsets["config"].update(limit_train=20000, limit_test=5000)
+    evaluations = [write_json(tmp_path / "fmnist.json", subsets), evaluation_json("digits", DIGITS)]
     folder = save_pretrained(tiny_encoder(), tmp_path / "enc", name="seed-tiny",
                              repo_id="org/seed-tiny", run=run_summary(), evaluations=evaluations,
                              bench=write_json(tmp_path / "bench.json", BENCH))
@@ -55,6 +56,9 @@ def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
     assert "| torch eager | 4.20 |" in text
     assert "queue_size: 4096" in text  # the resolved recipe, to train it again
     assert "5.2 min" in text and "Intended use and limits" in text and "apache-2.0" in text
+    assert ("on fashion-mnist: a seeded 5,000 images of the test split, training only on a "
+            "seeded 20,000 images of the train split; digits: the test split, training only on "
+            "the train split.") in text
 
 
 def test_card_without_inputs_says_what_is_missing(tmp_path):

@@ -97,6 +97,18 @@ def read_evaluation(source) -> Evaluation:
     return Evaluation(config["dataset"], config.get("test_split", "test"), numbers, config)
 
 
+def _measured_on(evaluation: Evaluation) -> str:
+    """The data an evaluation measured: its test split and training data, with their subsets."""
+    config = evaluation.config
+
+    def split(name: str, limit) -> str:
+        return (f"a seeded {limit:,} images of the {name} split" if limit
+                else f"the {name} split")
+
+    return (f"{evaluation.dataset}: {split(evaluation.split, config.get('limit_test'))}, "
+            f"training only on {split(config.get('train_split', 'train'), config.get('limit_train'))}")
+
+
 def read_latency(source) -> dict | None:
     """The ONNX Runtime batch-1 latency of a ``seedzoo bench`` JSON, with its setting."""
     if source is None:
@@ -239,7 +251,7 @@ def _body(facts: ModelFacts) -> str:
     if epochs is not None:
         details.append(["epochs", epochs])
     if facts.wall_time_s is not None:
-        details.append(["training time", f"{facts.wall_time_s / 60:.1f} min"])
+        details.append(["training loop time", f"{facts.wall_time_s / 60:.1f} min"])
     if facts.revision:
         details.append(["revision", f"`{facts.revision}`"])
     parts += ["## Model details\n", _table(details, ["", ""]) + "\n"]
@@ -253,9 +265,8 @@ def _body(facts: ModelFacts) -> str:
         protocols = [text for prefix, text in _PROTOCOLS if any(m.startswith(prefix)
                                                                  for m in metrics)]
         parts.append("Accuracy (%) of the frozen features, measured with `seedzoo eval` ("
-                     + "; ".join(protocols) + ") on the "
-                     + ", ".join(f"{e.dataset} {e.split}" for e in facts.evaluations)
-                     + " split, training only on the train split.\n")
+                     + "; ".join(protocols) + ") on "
+                     + "; ".join(_measured_on(e) for e in facts.evaluations) + ".\n")
         parts.append(_table(rows, ["metric", *datasets]) + "\n")
     else:
         parts.append("Not evaluated yet.\n")
