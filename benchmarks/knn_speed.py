@@ -8,8 +8,10 @@ falls on both methods alike; the first round includes each method's warm-up. The
 the fastest time of each are printed, then the ratio of each round's pair and their median.
 scikit-learn's time varies a lot from run to run on 2 cores (measured 11.7-19.6 s within one
 process), so the ratio of medians ends the output, ``ratio: <seedzoo median / scikit-learn
-median>``. Also printed: the peak memory above the loaded data and the agreement of the
-predictions.
+median>``. Also printed: the threads each side used, the peak memory above the loaded data and
+the agreement of the predictions. seedzoo runs ``--jobs`` search threads with one BLAS thread
+each; scikit-learn runs ``n_jobs=--jobs`` with its BLAS's default thread count in each job (what
+a plain call gets, more threads than cores) unless ``--sklearn-blas-threads`` caps it.
 
     python benchmarks/knn_speed.py [--train 60000] [--test 10000] [--dim 512] [--repeats 5]
 """
@@ -49,7 +51,7 @@ def _reset_peak_memory() -> None:
         refs.write("5")
 
 
-def _worker(method: str, folder: Path, k: int, jobs: int) -> None:
+def _worker(method: str, folder: Path, k: int, jobs: int, sklearn_blas: int | None) -> None:
     """Child process: load the data, then classify once per line read from stdin.
 
     Prints its thread count, then one JSON line (time and peak extra memory) per run. Saves
@@ -58,24 +60,31 @@ def _worker(method: str, folder: Path, k: int, jobs: int) -> None:
     train_x = np.load(folder / "train_x.npy")
     train_y = np.load(folder / "train_y.npy")
     test_x = np.load(folder / "test_x.npy")
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    blas = max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"),
+               default=1)
     if method == "seedzoo":
         import torch
 
         from seedzoo.evaluation import knn_classify
 
-        threads = torch.get_num_threads()
+        torch.set_num_threads(jobs)
+        threads = f"{jobs} search, BLAS 1 each"
 
         def classify():
             return knn_classify(train_x, train_y, test_x, k=k, weights="uniform")
     else:
         from sklearn.neighbors import KNeighborsClassifier
 
-        threads = jobs
+        blas = sklearn_blas or blas
+        threads = f"n_jobs {jobs}, BLAS {blas} each"
 
         def classify():
             model = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute",
                                          n_jobs=jobs)
-            return model.fit(train_x, train_y).predict(test_x)
+            with threadpool_limits(limits=blas, user_api="blas"):
+                return model.fit(train_x, train_y).predict(test_x)
 
     print(json.dumps({"threads": threads}), flush=True)
     predictions = None
@@ -97,7 +106,9 @@ class _Worker:
         self.method, self.folder = method, folder
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", method, "--folder", str(folder),
-             "--k", str(args.k), "--jobs", str(args.jobs)],
+             "--k", str(args.k), "--jobs", str(args.jobs),
+             *(["--sklearn-blas-threads", str(args.sklearn_blas_threads)]
+               if args.sklearn_blas_threads else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.threads = self._reply()["threads"]
         self.times, self.extra_mib = [], []
@@ -131,13 +142,17 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512, help="feature size")
     parser.add_argument("--classes", type=int, default=10, help="number of classes")
     parser.add_argument("--k", type=int, default=20, help="neighbours")
-    parser.add_argument("--jobs", type=int, default=2, help="scikit-learn n_jobs")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="scikit-learn n_jobs, and seedzoo's torch threads (default 2)")
+    parser.add_argument("--sklearn-blas-threads", type=int, metavar="N",
+                        help="BLAS threads in each scikit-learn job (default: the BLAS's own, "
+                        "the CPU count, as a plain KNeighborsClassifier call gets)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds (runs per method)")
     parser.add_argument("--worker", choices=("seedzoo", "scikit-learn"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.folder, args.k, args.jobs)
+        _worker(args.worker, args.folder, args.k, args.jobs, args.sklearn_blas_threads)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,11 +175,11 @@ def main() -> None:
             for worker in workers:
                 worker.process.kill()
 
-    print(f"{'method':<14}{'threads':>8}{'median (s)':>12}{'fastest (s)':>13}"
+    print(f"{'method':<14}{'threads':>25}{'median (s)':>12}{'fastest (s)':>13}"
           f"{'peak extra memory (MiB)':>26}{'top-1':>8}   times by round (s)")
     for worker in workers:
         accuracy = float((predictions[worker.method] == test_y).mean())
-        print(f"{worker.method:<14}{worker.threads:>8}{statistics.median(worker.times):>12.2f}"
+        print(f"{worker.method:<14}{worker.threads:>25}{statistics.median(worker.times):>12.2f}"
               f"{min(worker.times):>13.2f}{max(worker.extra_mib):>26.0f}{accuracy:>8.3f}   "
               + " ".join(f"{t:.2f}" for t in worker.times))
     sklearn, seedzoo = workers

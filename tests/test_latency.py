@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch
 
 from onnx_helpers import exported
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.latency import (benchmark_latency, format_latency_table, summarize,
-                                       time_interleaved, wrapper_cost_us)
+from seedzoo.evaluation.latency import (balanced_orders, benchmark_latency, format_latency_table,
+                                       summarize, time_interleaved, wrapper_cost_us)
 from seedzoo.evaluation.ort import OrtEncoder
 
 
@@ -23,13 +24,21 @@ def _sleeper(calls: list, name: str, seconds: float):
     return run
 
 
-def test_runners_take_turns_in_rotating_order_until_each_has_min_iterations():
+@pytest.mark.parametrize("count", [2, 3, 4, 5])
+def test_balanced_orders_let_each_runner_follow_each_other_equally_often(count):
+    orders = balanced_orders(count)
+    assert all(sorted(order) == list(range(count)) for order in orders)
+    follows = Counter((a, b) for order in orders for a, b in zip(order, order[1:]))
+    assert len(follows) == count * (count - 1) and len(set(follows.values())) == 1
+
+
+def test_runners_take_turns_in_balanced_order_until_each_has_min_iterations():
     calls = []
     runners = {name: _sleeper(calls, name, 0.002) for name in "abc"}
     samples = time_interleaved(runners, budget_s=0.0, min_iterations=4, warmup_s=0.0,
                                block_s=0.0)
     assert "".join(calls[:6]) == "aabbcc"  # two warm-up calls each
-    assert "".join(calls[6:]) == "abc" "bca" "cab" "abc"  # one-call blocks, rotating
+    assert "".join(calls[6:]) == "abc" "bca" "cab" "cba"  # one-call blocks, balanced orders
     assert [len(s) for s in samples.values()] == [4, 4, 4]
     assert min(min(s) for s in samples.values()) >= 0.002
 

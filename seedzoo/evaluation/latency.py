@@ -16,8 +16,10 @@ measured in isolation (:func:`wrapper_cost_us`), which stays precise on a loaded
 The backends are interleaved: after a warm-up, rounds run each backend in turn for a block of
 about the same time (``budget_s / (backends x min_iterations)``, at least ``block_s``, at least
 one call), so faster backends collect more samples, until the time budget is spent and every
-backend has ``min_iterations`` calls. The order rotates every round, so no backend always runs
-right after torch (whose OpenMP threads keep spinning for a while after a call). Load from
+backend has ``min_iterations`` calls. The order changes every round, and over a cycle of
+rounds each backend runs directly after each other one equally often (:func:`balanced_orders`),
+so none runs mostly right after torch (whose OpenMP threads keep spinning for a while after a
+call). Load from
 other processes then falls on all backends alike, which makes the ratios the robust figure on
 a shared machine; the absolute milliseconds are only as quiet as the machine (the load
 average is recorded at start and end).
@@ -68,19 +70,34 @@ def time_interleaved(runners: dict[object, Callable[[], object]], *, budget_s: f
     block = {name: max(1, round(span / seconds)) for name, seconds in estimate.items()}
     samples: dict[object, list[float]] = {name: [] for name in runners}
     names, rounds, start = list(runners), 0, time.perf_counter()
+    orders = balanced_orders(len(names))
     while (time.perf_counter() - start < budget_s
            or min(len(s) for s in samples.values()) < min_iterations):
-        # Rotate the order every round: each backend follows each other one equally often, so
-        # what one leaves behind (threads still spinning, cold caches) hits all alike.
-        shift = rounds % len(names)
+        # Over a cycle of orders each backend directly follows each other one equally often,
+        # so what one leaves behind (threads still spinning, warm caches) hits all alike.
+        order = orders[rounds % len(orders)]
         rounds += 1
-        for name in names[shift:] + names[:shift]:
+        for name in (names[i] for i in order):
             run = runners[name]
             for _ in range(block[name]):
                 begin = time.perf_counter()
                 run()
                 samples[name].append(time.perf_counter() - begin)
     return samples
+
+
+def balanced_orders(count: int) -> list[list[int]]:
+    """Orders of ``range(count)`` in which each item directly follows each other item equally
+    often (a Williams design: ``count`` orders, twice as many for an odd ``count``)."""
+    first, low, high = [0], 1, count - 1
+    while low <= high:
+        first.append(low)
+        low += 1
+        if low <= high:
+            first.append(high)
+            high -= 1
+    orders = [[(item + shift) % count for item in first] for shift in range(count)]
+    return orders if count % 2 == 0 else orders + [order[::-1] for order in orders]
 
 
 class _ReplaySession:
