@@ -135,7 +135,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_non_zero(tmp_path, unint
 
 
 def test_too_few_views_for_the_method_is_a_clear_error_before_training(tmp_path):
-    with pytest.raises(SeedzooError, match=r"needs at least 2 views of each image, got 1.*'moco_v2'"):
+    with pytest.raises(SeedzooError, match=r"at least 2 views of each image, got 1.*'moco_v2'"):
         train(config_from_dict(toy_recipe(data={"views": "single"})), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 

@@ -105,8 +105,9 @@ def _measured_on(evaluation: Evaluation) -> str:
         return (f"a seeded {limit:,} images of the {name} split" if limit
                 else f"the {name} split")
 
+    training = split(config.get("train_split", "train"), config.get("limit_train"))
     return (f"{evaluation.dataset}: {split(evaluation.split, config.get('limit_test'))}, "
-            f"training only on {split(config.get('train_split', 'train'), config.get('limit_train'))}")
+            f"training only on {training}")
 
 
 def read_latency(source) -> dict | None:
