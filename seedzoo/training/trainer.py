@@ -198,7 +198,7 @@ class MetricsLog:
         if self.path.exists():  # drop rows a killed run logged after its last checkpoint
             rows = [line for line in self.path.read_text().splitlines()
                     if _logged_step(line) <= resume_step]
-            self.path.write_text("".join(row + "\n" for row in rows))
+            write_text_atomic(self.path, "".join(row + "\n" for row in rows))
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
