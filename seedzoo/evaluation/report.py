@@ -44,6 +44,8 @@ from seedzoo.files import write_text_atomic
 from seedzoo.provenance import package_versions
 
 SCHEMA = "seedzoo-eval/1"
+
+
 def make_report(metrics: dict[str, float], config: dict, seconds: dict[str, float] | None = None
                 ) -> dict:
     """A results document in the schema above, stamped with versions and the current time."""

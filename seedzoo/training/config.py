@@ -27,6 +27,7 @@ import yaml
 from seedzoo.errors import SeedzooError
 from seedzoo.files import write_text_atomic
 
+
 class _YamlLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that ``1e-4`` is a float (as in YAML 1.2 and Python), not
     the string PyYAML's YAML 1.1 rules make of it."""
