@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
-from knn_speed import make_features
+from knn_speed import add_problem_arguments, make_features
 from seedzoo.evaluation import knn_classify
 from seedzoo.evaluation.knn import QUERY_CHUNK
 
@@ -44,14 +44,11 @@ def product_only(bank: np.ndarray, queries: np.ndarray, threads: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=int, default=60000, help="training (bank) features")
-    parser.add_argument("--test", type=int, default=10000, help="query features")
-    parser.add_argument("--dim", type=int, default=512, help="feature size")
-    parser.add_argument("--k", type=int, default=20, help="neighbours")
+    add_problem_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each, alternating")
     args = parser.parse_args()
 
-    train_x, train_y, test_x, _ = make_features(args.train, args.test, args.dim, classes=10)
+    train_x, train_y, test_x, _ = make_features(args.train, args.test, args.dim, args.classes)
     bank = F.normalize(torch.from_numpy(train_x), dim=1).numpy()
     queries = F.normalize(torch.from_numpy(test_x), dim=1).numpy()
     threads = torch.get_num_threads()

@@ -135,13 +135,18 @@ class _Worker:
         return np.load(self.folder / f"{self.method}_predictions.npy")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
+    """The k-NN problem of this benchmark (and of knn_floor.py): sizes, classes and k."""
     parser.add_argument("--train", type=int, default=60000, help="training (bank) features")
     parser.add_argument("--test", type=int, default=10000, help="query features")
     parser.add_argument("--dim", type=int, default=512, help="feature size")
     parser.add_argument("--classes", type=int, default=10, help="number of classes")
     parser.add_argument("--k", type=int, default=20, help="neighbours")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_problem_arguments(parser)
     parser.add_argument("--jobs", type=int, default=2,
                         help="scikit-learn n_jobs, and seedzoo's torch threads (default 2)")
     parser.add_argument("--sklearn-blas-threads", type=int, metavar="N",
