@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from seedzoo.evaluation.latency import format_latency_table, load_average, machine_info
+    from seedzoo.deploy.latency import format_latency_table, load_average, machine_info
     from seedzoo.files import write_text_atomic
 
     torch.set_num_threads(args.threads)

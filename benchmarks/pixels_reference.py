@@ -22,7 +22,7 @@ import numpy as np
 
 def pixels(dataset: str, split: str, root=None) -> tuple[np.ndarray, np.ndarray]:
     """Flattened raw pixels (float32, 0-255) and labels of an in-memory image dataset."""
-    from seedzoo.evaluation.datasets import dataset_labels, get_dataset
+    from seedzoo.data.datasets import dataset_labels, get_dataset
 
     data = get_dataset(dataset, split, root=root)
     if not hasattr(data, "images"):

@@ -6,7 +6,7 @@ Columns are the metrics every result shares (k-NN, linear, few-shot top-1), in p
 import argparse
 import sys
 
-from seedzoo.evaluation.report import read_report
+from seedzoo.results import read_report
 
 
 def main(argv=None) -> int:

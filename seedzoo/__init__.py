@@ -10,14 +10,14 @@ The one-liners::
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from seedzoo.provenance import __version__
 
 # Public names, imported on first use so that `import seedzoo` (and the CLI's --help) stays light.
 _LAZY = {
     "load": "seedzoo.zoo",
     "list_models": "seedzoo.zoo",
     "save_pretrained": "seedzoo.zoo",
-    "transform_for": "seedzoo.evaluation.transforms",
+    "transform_for": "seedzoo.data.transforms",
 }
 
 __all__ = ["__version__", *_LAZY]

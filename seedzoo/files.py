@@ -1,11 +1,15 @@
-"""Atomic file writes: a reader sees the old file or the new one, never part of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never part of one) and the
+YAML dialect of recipes and model cards."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 
 @contextmanager
@@ -30,3 +34,29 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_write_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that ``1e-4`` is a float (as in YAML 1.2 and Python), not
+    the string PyYAML's YAML 1.1 rules make of it."""
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper with the same rule, so that the string ``"1e-4"`` is quoted."""
+
+
+for _yaml_class in (_YamlLoader, _YamlDumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
+
+
+def load_yaml(text: str):
+    """Parse a recipe or ``--set`` value (see :class:`_YamlLoader`)."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+
+def dump_yaml(data) -> str:
+    """YAML text that :func:`load_yaml` reads back as ``data``, keys in their order."""
+    return yaml.dump(data, Dumper=_YamlDumper, sort_keys=False)

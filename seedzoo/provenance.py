@@ -11,6 +11,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+__version__ = "0.1.0"
+
 PACKAGES = ("seedzoo", "torch", "torchvision", "timm", "numpy", "scikit-learn", "safetensors",
             "huggingface_hub", "onnx", "onnxruntime")
 

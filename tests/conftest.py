@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from evaluation_helpers import torch_threads
 
 os.environ.setdefault("TQDM_DISABLE", "1")

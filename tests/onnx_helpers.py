@@ -15,7 +15,7 @@ _EXPORTS: dict[str, tuple] = {}
 def exported(arch: str, tmp_path_factory):
     if arch not in _EXPORTS:
         import seedzoo
-        from seedzoo.evaluation.onnx_export import export_onnx
+        from seedzoo.deploy.onnx_export import export_onnx
 
         torch.manual_seed(0)
         model = seedzoo.load(f"timm:{arch}")
@@ -27,7 +27,7 @@ def exported(arch: str, tmp_path_factory):
 
 def digits_batch(transform, count: int = 8) -> torch.Tensor:
     """``count`` real test images of the digits dataset, through ``transform``."""
-    from seedzoo.evaluation.datasets import get_dataset
+    from seedzoo.data.datasets import get_dataset
 
     images = get_dataset("digits", "test", transform=transform)
     return torch.stack([images[i][0] for i in np.linspace(0, len(images) - 1, count).astype(int)])

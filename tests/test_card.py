@@ -2,11 +2,18 @@
 
 import pytest
 from huggingface_hub import ModelCard, hf_hub_download
+from zoo_helpers import (  # noqa: F401
+    HUB_TOKEN,
+    evaluation_json,
+    hf_cache,
+    hub,
+    run_summary,
+    tiny_encoder,
+    write_json,
+)
 
 from seedzoo.errors import SeedzooError
 from seedzoo.zoo import push, save_pretrained, write_card
-from zoo_helpers import (HUB_TOKEN, evaluation_json, hf_cache, hub, run_summary,  # noqa: F401
-                         tiny_encoder, write_json)
 
 FMNIST = {"knn_top1@20": 0.8125, "knn_top5@20": 0.9875, "knn_top1@200": 0.79,
           "linear_top1": 0.8433, "fewshot_1pct_top1": 0.61, "fewshot_10pct_top1": 0.7402}
@@ -34,9 +41,9 @@ def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
     subsets = evaluation_json("fashion-mnist", FMNIST)
     subsets["config"].update(limit_train=20000, limit_test=5000)
     evaluations = [write_json(tmp_path / "fmnist.json", subsets), evaluation_json("digits", DIGITS)]
-    folder = save_pretrained(tiny_encoder(), tmp_path / "enc", name="seed-tiny",
-                             repo_id="org/seed-tiny", run=run_summary(), evaluations=evaluations,
-                             bench=write_json(tmp_path / "bench.json", BENCH))
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    write_card(folder, name="seed-tiny", repo_id="org/seed-tiny", run=run_summary(),
+               evaluations=evaluations, bench=write_json(tmp_path / "bench.json", BENCH))
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "timm"
     assert card.data.pipeline_tag == "image-feature-extraction"
@@ -63,6 +70,8 @@ def test_card_front_matter_round_trips_through_modelcard_load(tmp_path):
 
 def test_card_without_inputs_says_what_is_missing(tmp_path):
     folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    assert not (folder / "README.md").exists()  # the card is written on its own
+    write_card(folder)
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "timm"
     assert not card.data.eval_results
@@ -81,10 +90,10 @@ def test_run_may_be_given_as_the_run_folder(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     write_json(run / "summary.json", run_summary())
-    folder = save_pretrained(tiny_encoder(), tmp_path / "elsewhere", run=run)
-    assert "5.2 min" in (folder / "README.md").read_text()
+    folder = save_pretrained(tiny_encoder(), tmp_path / "elsewhere")
+    assert "5.2 min" in write_card(folder, run=run).read_text()
     with pytest.raises(SeedzooError, match="has no run summary"):
-        save_pretrained(tiny_encoder(), tmp_path / "other", run=tmp_path / "elsewhere")
+        write_card(save_pretrained(tiny_encoder(), tmp_path / "other"), run=tmp_path / "elsewhere")
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -107,8 +116,8 @@ def test_benchmark_json_without_an_onnx_batch_1_result_is_refused(tmp_path):
 
 
 def test_published_card_renders_with_the_evaluation_metrics(hub, tmp_path):
-    folder = save_pretrained(tiny_encoder(), tmp_path / "enc", repo_id="org/carded",
-                             evaluations=[evaluation_json("fashion-mnist", FMNIST)])
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    write_card(folder, repo_id="org/carded", evaluations=[evaluation_json("fashion-mnist", FMNIST)])
     info = push(folder, "org/carded", endpoint=hub.url, token=HUB_TOKEN)
     readme = hf_hub_download("org/carded", "README.md", revision=info.oid, endpoint=hub.url)
     assert _metrics_by_dataset(ModelCard.load(readme)) == {"fashion-mnist": FMNIST}
@@ -118,7 +127,8 @@ def test_a_small_stem_encoder_is_published_with_a_warning_and_a_card_that_says_s
     from seedzoo.zoo import publish_to_cache
     from seedzoo.zoo.stems import small_stem
 
-    folder = save_pretrained(small_stem(tiny_encoder()), tmp_path / "enc", repo_id="org/stem")
+    folder = save_pretrained(small_stem(tiny_encoder()), tmp_path / "enc")
+    write_card(folder, repo_id="org/stem")
     text = ModelCard.load(folder / "README.md").text
     assert "timm cannot rebuild: load it with `seedzoo.load`" in text
     assert "timm.create_model" not in text

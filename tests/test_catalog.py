@@ -5,14 +5,22 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from zoo_helpers import (  # noqa: F401
+    HUB_TOKEN,
+    evaluation_json,
+    features,
+    hf_cache,
+    hub,
+    run_summary,
+    tiny_encoder,
+    write_json,
+)
 
 import seedzoo
 from seedzoo.cli import main
 from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.zoo import push, save_pretrained
 from seedzoo.zoo.catalog import PACKAGE_CATALOG, REPO_CARDS_DIR, add_entry
-from zoo_helpers import (HUB_TOKEN, evaluation_json, features, hf_cache, hub,  # noqa: F401
-                         run_summary, tiny_encoder, write_json)
 
 FMNIST = {"knn_top1@20": 0.8125, "knn_top1@200": 0.8, "linear_top1": 0.8433}
 

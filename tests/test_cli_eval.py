@@ -9,7 +9,7 @@ import pytest
 
 from seedzoo.cli import main
 from seedzoo.evaluation import read_report
-from seedzoo.evaluation.report import SCHEMA, format_report, make_report, write_report
+from seedzoo.results import SCHEMA, format_report, make_report, write_report
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

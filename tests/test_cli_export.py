@@ -9,7 +9,7 @@ import json
 import pytest
 
 from seedzoo.cli import main
-from seedzoo.evaluation.onnx_export import read_onnx_metadata
+from seedzoo.deploy.onnx_export import read_onnx_metadata
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

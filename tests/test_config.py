@@ -8,8 +8,13 @@ import pytest
 import yaml
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.config import (apply_overrides, config_from_dict, load_config, run_config,
-                                     save_config)
+from seedzoo.training.config import (
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    run_config,
+    save_config,
+)
 from seedzoo.training.trainer import check_method_options
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))

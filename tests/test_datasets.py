@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seedzoo.data import datasets as datasets_module
+from seedzoo.data import get_dataset, list_datasets
+from seedzoo.data.datasets import dataset_classes, dataset_fingerprint, dataset_labels
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
-from seedzoo.evaluation import datasets as datasets_module
-from seedzoo.evaluation import get_dataset, list_datasets
-from seedzoo.evaluation.datasets import dataset_classes, dataset_fingerprint, dataset_labels
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from seedzoo.training import distributed
-from seedzoo.training.checkpoint import load_checkpoint
+from seedzoo.training.checkpointing import load_checkpoint
 from seedzoo.training.config import config_from_dict
 from seedzoo.training.trainer import train
 

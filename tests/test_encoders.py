@@ -5,7 +5,7 @@ import timm
 import torch
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.encoders import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
 from seedzoo.zoo.pretrained import load_pretrained_folder, save_pretrained
 

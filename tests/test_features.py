@@ -6,8 +6,16 @@ import torch
 from torch import nn
 
 from seedzoo.errors import ModelNotFoundError, SeedzooError
-from seedzoo.evaluation import (FeatureCache, PixelEncoder, dataset_features, extract_features,
-                                get_dataset, load_encoder, transform_for, weights_fingerprint)
+from seedzoo.evaluation import (
+    FeatureCache,
+    PixelEncoder,
+    dataset_features,
+    extract_features,
+    get_dataset,
+    load_encoder,
+    transform_for,
+    weights_fingerprint,
+)
 from seedzoo.evaluation import features as features_module
 
 pytestmark = pytest.mark.usefixtures("single_thread")

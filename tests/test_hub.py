@@ -9,13 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import HfApi
+from zoo_helpers import (  # noqa: F401
+    HUB_TOKEN,
+    INPUT_SIZE,
+    features,
+    hf_cache,
+    hub,
+    save_in_timm_format,
+    tiny_encoder,
+)
 
 import seedzoo
 from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
 from seedzoo.zoo import publish, publish_to_cache, push, save_pretrained
-from seedzoo.zoo.hub import check_published
-from zoo_helpers import (HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub,  # noqa: F401
-                         save_in_timm_format, tiny_encoder)
+from seedzoo.zoo.card import write_card
+from seedzoo.zoo.loading import check_published
 
 PLAIN_TIMM = """
 import sys, torch, timm
@@ -32,9 +40,11 @@ torch.save(outputs, sys.argv[1] + ".out")
 
 @pytest.fixture
 def published(hub, tmp_path):
-    """A tiny trained encoder saved with seedzoo and pushed to the test hub as org/tiny."""
+    """A tiny trained encoder saved with seedzoo, with its card, pushed to the test hub as
+    org/tiny."""
     model = tiny_encoder()
     folder = save_pretrained(model, tmp_path / "tiny")
+    write_card(folder, repo_id="org/tiny")
     info = push(folder, "org/tiny", endpoint=hub.url, token=HUB_TOKEN)
     return model, folder, info
 

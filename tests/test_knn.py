@@ -10,14 +10,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+from evaluation_helpers import clustered, torch_threads
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_info
 
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation import knn_classify, knn_scores
 from seedzoo.evaluation.knn import iter_neighbors
-
-from evaluation_helpers import clustered, torch_threads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -9,12 +9,18 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
 from onnx_helpers import exported
+
+from seedzoo.deploy.latency import (
+    balanced_orders,
+    benchmark_latency,
+    format_latency_table,
+    summarize,
+    time_interleaved,
+    wrapper_cost_us,
+)
+from seedzoo.deploy.runtime import OrtEncoder
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.latency import (balanced_orders, benchmark_latency, format_latency_table,
-                                       summarize, time_interleaved, wrapper_cost_us)
-from seedzoo.evaluation.ort import OrtEncoder
 
 
 def _sleeper(calls: list, name: str, seconds: float):

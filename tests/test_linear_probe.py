@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from evaluation_helpers import clustered
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from seedzoo.data.subsets import class_balanced_indices, holdout_split
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation import LinearProbe, fewshot_indices, fewshot_probe, linear_probe
-from seedzoo.evaluation.linear import holdout_split
-
-from evaluation_helpers import clustered
+from seedzoo.evaluation import LinearProbe, fewshot_probe, linear_probe
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -90,21 +89,21 @@ def test_holdout_split_is_class_balanced_disjoint_and_seeded():
 @pytest.mark.parametrize("fraction", [0.01, 0.1])
 def test_fewshot_subsets_are_class_balanced_and_reproducible(fraction):
     labels = np.random.default_rng(0).permutation(np.repeat(np.arange(10), 600))
-    subset = fewshot_indices(labels, fraction, seed=0)
+    subset = class_balanced_indices(labels, fraction, seed=0)
     counts = np.bincount(labels[subset], minlength=10)
     assert counts.tolist() == [round(600 * fraction)] * 10
     assert len(np.unique(subset)) == len(subset)
-    assert np.array_equal(subset, fewshot_indices(labels, fraction, seed=0))
-    assert not np.array_equal(subset, fewshot_indices(labels, fraction, seed=1))
+    assert np.array_equal(subset, class_balanced_indices(labels, fraction, seed=0))
+    assert not np.array_equal(subset, class_balanced_indices(labels, fraction, seed=1))
     with pytest.raises(SeedzooError, match="fraction"):
-        fewshot_indices(labels, 0.0)
+        class_balanced_indices(labels, 0.0)
 
 
 def test_fewshot_probe_trains_on_the_subset_only():
     train_x, train_y, test_x, test_y = clustered(train=3000, spread=0.8)
     result = fewshot_probe(train_x, train_y, test_x, test_y, 0.01, seed=0, epochs=5,
                            min_steps=150)
-    assert result["train_size"] == len(fewshot_indices(train_y, 0.01, seed=0))
+    assert result["train_size"] == len(class_balanced_indices(train_y, 0.01, seed=0))
     assert result["top1"] > 0.8
     again = fewshot_probe(torch.from_numpy(train_x), torch.from_numpy(train_y), test_x,
                           test_y, 0.01, seed=0, epochs=5, min_steps=150)

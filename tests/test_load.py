@@ -7,13 +7,20 @@ import timm
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from zoo_helpers import (  # noqa: F401
+    HUB_TOKEN,
+    INPUT_SIZE,
+    features,
+    hf_cache,
+    hub,
+    save_in_timm_format,
+    tiny_encoder,
+)
 
 import seedzoo
 from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.zoo import create_encoder, push, save_pretrained
-from seedzoo.zoo.checkpoints import backbone_state_dict
-from zoo_helpers import (HUB_TOKEN, INPUT_SIZE, features, hf_cache, hub,  # noqa: F401
-                         save_in_timm_format, tiny_encoder)
+from seedzoo.zoo.checkpoint_formats import backbone_state_dict
 
 
 def test_folder_and_local_dir_specs(tmp_path):

@@ -9,15 +9,22 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
-
 from onnx_helpers import digits_batch, exported
+
+from seedzoo.data.transforms import data_config_for, transform_for
+from seedzoo.deploy.onnx_export import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    export_metadata,
+    export_onnx,
+    model_source,
+    read_onnx_metadata,
+    validate_onnx,
+)
+from seedzoo.deploy.runtime import OrtEncoder
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
-from seedzoo.evaluation.features import weights_fingerprint
-from seedzoo.evaluation.onnx_export import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME,
-                                           export_metadata, export_onnx, model_source,
-                                           read_onnx_metadata, validate_onnx)
-from seedzoo.evaluation.ort import OrtEncoder
-from seedzoo.evaluation.transforms import data_config_for, transform_for
+from seedzoo.zoo.pretrained import weights_fingerprint
 
 ARCHS = ["test_efficientnet", "test_vit"]
 

@@ -8,13 +8,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from onnx_helpers import cosine, digits_batch, exported
+
+from seedzoo.data.transforms import transform_for
+from seedzoo.deploy.runtime import OrtEncoder, create_session, session_options
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.features import dataset_features
 from seedzoo.evaluation.knn import knn_scores
-from seedzoo.evaluation.ort import OrtEncoder, create_session, session_options
-from seedzoo.evaluation.transforms import transform_for
 
 ARCH = "test_resnet"
 

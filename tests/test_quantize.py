@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import onnx
 import pytest
-
 from onnx_helpers import cosine, digits_batch, exported
+
+from seedzoo.data.transforms import transform_for
+from seedzoo.deploy.quantize import ImageCalibrationReader, quantize_int8
+from seedzoo.deploy.runtime import OrtEncoder
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.ort import OrtEncoder
-from seedzoo.evaluation.quantize import ImageCalibrationReader, compare_knn, quantize_int8
-from seedzoo.evaluation.transforms import transform_for
+from seedzoo.evaluation.int8 import compare_knn
 
 ARCH = "test_resnet"
 

@@ -14,15 +14,24 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from trainer_helpers import toy_recipe
 
 import seedzoo
 from seedzoo.cli import main as cli_main
 from seedzoo.errors import CheckpointError, SeedzooError
-from seedzoo.training.checkpoint import gather_rng_states, load_checkpoint, restore_rng_states
+from seedzoo.training.checkpointing import (
+    gather_rng_states,
+    load_checkpoint,
+    restore_rng_states,
+)
 from seedzoo.training.config import config_from_dict
-from seedzoo.training.optim import LARS, WarmupCosineSchedule, param_groups, warmup_cosine
+from seedzoo.training.optim import (
+    LARS,
+    WarmupCosineSchedule,
+    param_groups,
+    warmup_cosine,
+)
 from seedzoo.training.trainer import Trainer, train
-from trainer_helpers import toy_recipe
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from hub_server import HubServer
 
 HUB_TOKEN = "test-write-token"
@@ -85,7 +84,7 @@ def features(model: torch.nn.Module, seed: int = 1) -> torch.Tensor:
 
 def evaluation_json(dataset: str, metrics: dict[str, float]) -> dict:
     """An evaluation result in the layout `seedzoo eval --out` writes."""
-    from seedzoo.evaluation.report import make_report
+    from seedzoo.results import make_report
 
     return make_report(metrics, {"model": "runs/student/encoder", "dataset": dataset,
                                  "train_split": "train", "test_split": "test", "seed": 0,

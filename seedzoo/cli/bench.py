@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import (add_model_arguments, load_model, non_negative_float,
-                                    positive_int, positive_int_list)
+from seedzoo.cli._arguments import (
+    add_model_arguments,
+    load_model,
+    non_negative_float,
+    positive_int,
+    positive_int_list,
+)
 
 
 def register(subparsers) -> None:
@@ -45,10 +50,10 @@ def run(args) -> int:
     import tempfile
     from pathlib import Path
 
+    from seedzoo.deploy.latency import benchmark_latency, format_latency_table
+    from seedzoo.deploy.onnx_export import export_onnx, model_source
     from seedzoo.errors import SeedzooError
-    from seedzoo.evaluation.latency import benchmark_latency, format_latency_table
-    from seedzoo.evaluation.onnx_export import export_onnx, model_source
-    from seedzoo.evaluation.report import write_report
+    from seedzoo.results import write_report
 
     if args.threads is not None and args.threads < 1:
         raise SeedzooError(f"--threads must be at least 1, got {args.threads}.")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from seedzoo.cli._arguments import (non_negative_float_list, non_negative_int, positive_float,
-                                    positive_int, positive_int_list)
+from seedzoo.cli._arguments import (
+    non_negative_float_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
 
 DESCRIPTION = """\
 Evaluate the frozen features of an encoder on a dataset's test split, training only on its
@@ -114,7 +119,7 @@ def _load(args):
         if not args.model:
             raise SeedzooError("Say which encoder to evaluate with --model (e.g. --model pixels "
                                "or --model timm:resnet18), or give an exported one with --onnx.")
-        from seedzoo.evaluation.encoders import load_encoder
+        from seedzoo.evaluation.pixels import load_encoder
 
         return (load_encoder(args.model, arch=args.arch), args.model,
                 {"backend": "torch", "onnx": None})
@@ -122,7 +127,7 @@ def _load(args):
         raise SeedzooError("--backend onnxruntime needs the exported model: --onnx model.onnx "
                            "(write one with `seedzoo export`).")
     try:
-        from seedzoo.evaluation.ort import OrtEncoder
+        from seedzoo.deploy.runtime import OrtEncoder
     except ImportError as error:
         raise SeedzooError(f"The ONNX Runtime backend is not available ({error}); evaluate "
                            "with --backend torch.") from None
@@ -133,7 +138,7 @@ def _load(args):
 
 def run_eval(args) -> int:
     from seedzoo.evaluation.protocols import evaluate, parse_protocols
-    from seedzoo.evaluation.report import format_report, write_report
+    from seedzoo.results import format_report, write_report
 
     protocols = parse_protocols(args.protocol)
     model, spec, config = _load(args)

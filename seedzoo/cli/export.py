@@ -50,8 +50,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from seedzoo.deploy.onnx_export import export_onnx, model_source
     from seedzoo.errors import SeedzooError
-    from seedzoo.evaluation.onnx_export import export_onnx, model_source
 
     if args.knn_dataset and not args.int8:
         raise SeedzooError("--knn-dataset compares fp32 with INT8; add --int8.")
@@ -69,7 +69,8 @@ def run(args) -> int:
         "input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "revision")
         if key in meta))
     if args.int8:
-        from seedzoo.evaluation.quantize import compare_knn, quantize_int8
+        from seedzoo.deploy.quantize import quantize_int8
+        from seedzoo.evaluation.int8 import compare_knn
 
         out = Path(args.int8_out) if args.int8_out else report.path.with_suffix(".int8.onnx")
         quantized = quantize_int8(report.path, out, calib_dataset=args.calib_dataset,

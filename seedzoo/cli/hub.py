@@ -47,8 +47,8 @@ def register(subparsers) -> None:
 
 def run_push(args) -> int:
     from seedzoo.zoo.card import write_card
-    from seedzoo.zoo.hub import (Publication, check_published, publish, publish_target,
-                                 publish_to_cache, push)
+    from seedzoo.zoo.hub import Publication, publish, publish_target, publish_to_cache, push
+    from seedzoo.zoo.loading import check_published
 
     repo_id = publish_target(args.repo_id)
     if args.summary or args.evaluations or args.bench:

@@ -17,12 +17,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from seedzoo.data.datasets import dataset_fingerprint, get_dataset
+from seedzoo.data.subsets import subset_indices
+from seedzoo.data.transforms import transform_for
 from seedzoo.errors import SeedzooError
 from seedzoo.files import atomic_write_path
+from seedzoo.zoo.pretrained import weights_fingerprint
 
 FEATURES_KEY = "features"
 LABELS_KEY = "labels"
@@ -32,24 +35,6 @@ def default_cache_dir() -> Path:
     """``$SEEDZOO_CACHE/features``, else ``~/.cache/seedzoo/features``."""
     base = os.environ.get("SEEDZOO_CACHE") or Path.home() / ".cache" / "seedzoo"
     return Path(base) / "features"
-
-
-def weights_fingerprint(model) -> str:
-    """A sha256 identifying the model's weights.
-
-    Uses ``model.fingerprint`` when the model provides one (e.g. the hash of an ONNX file),
-    else hashes every tensor of the state dict (names, dtypes, shapes and values).
-    """
-    own = getattr(model, "fingerprint", None)
-    if isinstance(own, str) and own:
-        return own
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    state = model.state_dict() if hasattr(model, "state_dict") else {}
-    for name, tensor in sorted(state.items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _uses_convolutions(model) -> bool:
@@ -187,15 +172,6 @@ class FeatureCache:
         return path
 
 
-def subset_indices(size: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
-    """Sorted seeded random ``limit`` of ``range(size)``, or ``None`` for everything."""
-    if limit is None or limit >= size:
-        return None
-    if limit < 1:
-        raise SeedzooError(f"A sample limit must be positive, got {limit}.")
-    return np.sort(np.random.default_rng(seed).permutation(size)[:limit])
-
-
 def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
                      transform=None, limit: int | None = None, seed: int = 0,
                      cache: FeatureCache | None = None, fingerprint: str | None = None,
@@ -204,13 +180,10 @@ def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
 
     ``spec`` names the model in the cache key next to its weights ``fingerprint`` (computed
     when not given) and the data's fingerprint
-    (:func:`~seedzoo.evaluation.datasets.dataset_fingerprint`). ``transform`` defaults to the
+    (:func:`~seedzoo.data.datasets.dataset_fingerprint`). ``transform`` defaults to the
     model's own (:func:`transform_for`); ``limit`` keeps a seeded random subset of that many
     samples. ``cache=None`` disables caching. Other options go to :func:`extract_features`.
     """
-    from seedzoo.evaluation.datasets import dataset_fingerprint, get_dataset
-    from seedzoo.evaluation.transforms import transform_for
-
     transform = transform if transform is not None else transform_for(model)
     data = get_dataset(dataset, split, root=root, transform=transform)
     indices = subset_indices(len(data), limit, seed)

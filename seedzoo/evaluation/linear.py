@@ -8,7 +8,7 @@ all training features with the chosen value. The whole grid trains in one pass, 
 of classifiers sharing every mini-batch.
 
 Few-shot evaluation is the same probe on a class-balanced, seeded fraction of the training
-labels (:func:`seedzoo.evaluation.datasets.fewshot_indices`).
+labels (:func:`seedzoo.data.subsets.class_balanced_indices`).
 
     probe = LinearProbe().fit(train_features, train_labels)
     probe.score(test_features, test_labels)          # top-1 accuracy
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seedzoo.data.subsets import class_balanced_indices, holdout_split
 from seedzoo.errors import SeedzooError
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -37,24 +38,6 @@ def _require(valid: bool, what: str, value, requirement: str) -> None:
     """A :class:`SeedzooError` naming the probe option ``what`` unless ``valid``."""
     if not valid:
         raise SeedzooError(f"The linear probe's {what} must be {requirement}, got {value}.")
-
-
-def holdout_split(labels, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced seeded split ``(fit_indices, heldout_indices)`` of ``labels``.
-
-    Each class with at least two samples gives ``round(fraction * count)`` (at least one)
-    of them to the held-out part; classes with a single sample stay whole in the fit part.
-    """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    heldout = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        if len(members) >= 2:
-            count = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
-            heldout.append(rng.choice(members, size=count, replace=False))
-    heldout = np.sort(np.concatenate(heldout)) if heldout else np.empty(0, dtype=np.int64)
-    return np.setdiff1d(np.arange(len(labels)), heldout), heldout
 
 
 def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
@@ -226,11 +209,9 @@ def linear_probe(train_features, train_labels, test_features, test_labels,
 def fewshot_probe(train_features, train_labels, test_features, test_labels, fraction: float,
                   seed: int = 0, **options) -> dict:
     """:func:`linear_probe` trained on a class-balanced seeded ``fraction`` of the training set."""
-    from seedzoo.evaluation.datasets import fewshot_indices
-
     labels = np.asarray(train_labels.cpu() if isinstance(train_labels, torch.Tensor)
                         else train_labels)
-    subset = fewshot_indices(labels, fraction, seed)
+    subset = class_balanced_indices(labels, fraction, seed)
     features = train_features[torch.as_tensor(subset)] if isinstance(
         train_features, torch.Tensor) else np.asarray(train_features)[subset]
     return linear_probe(features, labels[subset], test_features, test_labels,

@@ -4,7 +4,7 @@
     report = evaluate(load_encoder("pixels"), "fashion-mnist", spec="pixels", protocols=["knn"])
     report["metrics"]["knn_top1@20"]
 
-The result is a report in the schema of :mod:`seedzoo.evaluation.report`.
+The result is a report in the schema of :mod:`seedzoo.results`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from seedzoo.data.transforms import transform_for
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.features import FeatureCache, dataset_features, weights_fingerprint
+from seedzoo.evaluation.features import FeatureCache, dataset_features
 from seedzoo.evaluation.knn import DEFAULT_KS, knn_scores
 from seedzoo.evaluation.linear import LinearProbe, fewshot_probe, linear_probe
-from seedzoo.evaluation.report import make_report
+from seedzoo.results import make_report
+from seedzoo.zoo.pretrained import weights_fingerprint
 
 PROTOCOLS = ("knn", "linear", "fewshot")
 FEWSHOT_FRACTIONS = {"1pct": 0.01, "10pct": 0.1}
@@ -77,8 +79,6 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = PROTO
             device=device, progress=progress)
     seconds["features"] = time.perf_counter() - started
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
-
-    from seedzoo.evaluation.transforms import transform_for
 
     settings = {"model": spec, **model_identity(model), "weights_sha256": fingerprint,
                 "backend": "torch", "feature_dim": int(train_x.shape[1]),

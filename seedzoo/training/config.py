@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,39 +24,12 @@ from pathlib import Path
 import yaml
 
 from seedzoo.errors import SeedzooError
-from seedzoo.files import write_text_atomic
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that ``1e-4`` is a float (as in YAML 1.2 and Python), not
-    the string PyYAML's YAML 1.1 rules make of it."""
-
-
-class _YamlDumper(yaml.SafeDumper):
-    """PyYAML's safe dumper with the same rule, so that the string ``"1e-4"`` is quoted."""
-
-
-for _yaml_class in (_YamlLoader, _YamlDumper):
-    _yaml_class.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-        list("-+0123456789"))
-
-
-def load_yaml(text: str):
-    """Parse a recipe or ``--set`` value (see :class:`_YamlLoader`)."""
-    return yaml.load(text, Loader=_YamlLoader)
-
-
-def dump_yaml(data) -> str:
-    """YAML text that :func:`load_yaml` reads back as ``data``, keys in their order."""
-    return yaml.dump(data, Dumper=_YamlDumper, sort_keys=False)
-
+from seedzoo.files import dump_yaml, load_yaml, write_text_atomic
+from seedzoo.zoo.layout import RUN_CONFIG_NAME
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-RUN_CONFIG_NAME = "config.yaml"  # the resolved recipe inside a run folder
 
 
 @dataclass

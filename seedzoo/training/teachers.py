@@ -8,7 +8,9 @@ from pathlib import Path
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
-from seedzoo.zoo.checkpoints import LoadReport
+from seedzoo.zoo.checkpoint_formats import LoadReport, projection_head, read_checkpoint
+from seedzoo.zoo.loading import load, load_weights_file
+from seedzoo.zoo.pretrained import create_encoder
 
 
 def load_backbone(source: str, arch: str | None = None) -> tuple[nn.Module, LoadReport]:
@@ -18,15 +20,12 @@ def load_backbone(source: str, arch: str | None = None) -> tuple[nn.Module, Load
 
     - ``timm:<arch>``: the architecture with random weights (a warning says so; for tests);
     - a folder in the timm/Hub layout, or a Hub id: loaded through :func:`seedzoo.zoo.load`;
-    - a checkpoint file in any layout of :mod:`seedzoo.zoo.checkpoints` (MoCo, SimCLR, SwAV,
+    - a checkpoint file in any layout of :mod:`seedzoo.zoo.checkpoint_formats` (MoCo, SimCLR, SwAV,
       DINO, SEED, torchvision, timm; ``.pth`` read with ``weights_only=True``), with ``arch``.
 
     A checkpoint that does not fill the whole backbone raises ``CheckpointError`` listing the
     missing and unexpected keys; heads and momentum encoders are skipped and reported.
     """
-    from seedzoo.zoo.loading import load, load_weights_file
-    from seedzoo.zoo.pretrained import create_encoder
-
     if source.startswith("timm:"):
         name = source[len("timm:"):]
         warnings.warn(f"Teacher {source} has random weights: it teaches nothing useful. Give a "
@@ -51,8 +50,6 @@ def load_projection_head(source: str) -> nn.Sequential:
     MoCo v2 (``encoder_q.fc``), SwAV (``projection_head``) and seedzoo training checkpoints
     (``head``) carry one; exported encoder folders do not.
     """
-    from seedzoo.zoo.checkpoints import projection_head, read_checkpoint
-
     if not Path(source).expanduser().is_file():
         raise CheckpointError(f"A projection head is read from a checkpoint file; {source} is not "
                               "one (exported encoders keep no head).")

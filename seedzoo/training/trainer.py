@@ -37,19 +37,35 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+import seedzoo.training.methods  # noqa: F401 (registers the methods)
+from seedzoo.data.datasets import get_dataset
+from seedzoo.data.subsets import subset_indices
 from seedzoo.errors import CheckpointError, SeedzooError
+from seedzoo.evaluation.features import dataset_features
+from seedzoo.evaluation.knn import knn_classify
 from seedzoo.files import write_text_atomic
 from seedzoo.provenance import package_versions
 from seedzoo.training import distributed
-from seedzoo.training.checkpoint import (gather_rng_states, load_checkpoint,
-                                         restore_rng_states, save_checkpoint)
-from seedzoo.training.config import RUN_CONFIG_NAME, Config, DataConfig, save_config
+from seedzoo.training.checkpointing import (
+    gather_rng_states,
+    load_checkpoint,
+    restore_rng_states,
+    save_checkpoint,
+)
+from seedzoo.training.config import Config, DataConfig, save_config
+from seedzoo.training.methods.base import _METHODS, build_method, list_methods
 from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
-
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
-SUMMARY_NAME = "summary.json"
-ENCODER_DIR = "encoder"
+from seedzoo.training.views import build_views
+from seedzoo.zoo.card import write_card
+from seedzoo.zoo.layout import (
+    CHECKPOINT_METHOD_KEY,
+    CHECKPOINT_NAME,
+    ENCODER_DIR,
+    METRICS_NAME,
+    RUN_CONFIG_NAME,
+    SUMMARY_NAME,
+)
+from seedzoo.zoo.pretrained import save_pretrained
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -82,22 +98,15 @@ class SeededViews(Dataset):
 
 
 def training_images(config: Config) -> Dataset:
-    """The training split of ``data.dataset``, or a seeded subset of ``data.limit`` images."""
-    from seedzoo.evaluation.datasets import get_dataset
-
+    """The training split of ``data.dataset``, or the seeded subset of ``data.limit`` images that
+    evaluation's ``--limit-train`` with the same seed reads."""
     dataset = get_dataset(config.data.dataset, "train", root=config.data.root)
-    limit = config.data.limit
-    if limit is not None and limit < len(dataset):
-        rng = np.random.default_rng(config.train.seed)
-        dataset = Subset(dataset, np.sort(rng.choice(len(dataset), limit, replace=False)).tolist())
-    return dataset
+    indices = subset_indices(len(dataset), config.data.limit, config.train.seed)
+    return dataset if indices is None else Subset(dataset, indices.tolist())
 
 
 def check_method_options(config: Config) -> None:
     """Fail clearly when the method section names options its builder does not take."""
-    import seedzoo.training.methods  # noqa: F401  (registers the methods)
-    from seedzoo.training.methods.base import _METHODS, list_methods
-
     builder = _METHODS.get(config.method_name)
     if builder is None:
         raise SeedzooError(f"Unknown method {config.method_name!r}; known: "
@@ -113,8 +122,6 @@ def check_method_options(config: Config) -> None:
 
 def build_method_from(config: Config):
     """The recipe's method (``build_method(name, **options)``), options checked first."""
-    from seedzoo.training.methods.base import build_method
-
     check_method_options(config)
     return build_method(config.method_name, **config.method_options)
 
@@ -243,7 +250,6 @@ class Trainer:
             print(report.summary())
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
-        from seedzoo.training.views import build_views
         views = build_views(data.views or self.method.views, image_size=data.image_size,
                             mean=data.mean, std=data.std, **data.view_options)
         self.method.check_views(views.transforms)  # before any training, not at the first step
@@ -295,7 +301,7 @@ class Trainer:
         rng = gather_rng_states(self.device)
         if distributed.is_main_process():
             save_checkpoint({
-                "method": self.method.state_dict(),
+                CHECKPOINT_METHOD_KEY: self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -314,7 +320,7 @@ class Trainer:
         recipe = [{k: v for k, v in group.items() if k != "params"}
                   for group in self.optimizer.param_groups]
         try:
-            self.method.load_state_dict(state["method"])
+            self.method.load_state_dict(state[CHECKPOINT_METHOD_KEY])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
             raise CheckpointError(f"{self.checkpoint_path} does not fit this recipe's method "
@@ -496,18 +502,14 @@ class Trainer:
 
     def export(self, summary: dict) -> None:
         """Write the encoder (its pretrained_cfg is the training preprocessing) and the summary."""
-        from seedzoo.zoo import save_pretrained
-
-        save_pretrained(self.method.encoder, self.run_dir / ENCODER_DIR)
+        encoder_dir = save_pretrained(self.method.encoder, self.run_dir / ENCODER_DIR)
+        write_card(encoder_dir, run=summary)
         write_text_atomic(self.run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
 
 
 def knn_top1(encoder, config: Config, device: torch.device) -> float:
     """k-NN (k = ``train.knn_monitor.k``) top-1 accuracy in % of ``encoder`` on seeded subsets of
     the monitor dataset's train (memory) and test splits, with the training preprocessing."""
-    from seedzoo.evaluation.features import dataset_features
-    from seedzoo.evaluation.knn import knn_classify
-
     monitor = config.train.knn_monitor
     dataset = monitor.dataset or config.data.dataset
     options = dict(spec="training", root=config.data.root, seed=config.train.seed, cache=None,

@@ -21,11 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
+from seedzoo.data.transforms import ToRGB
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.transforms import ToRGB
 
 
 class MultiView:

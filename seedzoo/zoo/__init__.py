@@ -4,7 +4,11 @@ from seedzoo.zoo.card import write_card
 from seedzoo.zoo.catalog import list_models
 from seedzoo.zoo.hub import download, publish, publish_to_cache, push
 from seedzoo.zoo.loading import load
-from seedzoo.zoo.pretrained import create_encoder, load_pretrained_folder, save_pretrained
+from seedzoo.zoo.pretrained import (
+           create_encoder,
+           load_pretrained_folder,
+           save_pretrained,
+)
 
 __all__ = ["load", "list_models", "create_encoder", "load_pretrained_folder", "save_pretrained",
            "write_card", "push", "publish", "publish_to_cache", "download"]

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seedzoo.errors import SeedzooError
-from seedzoo.files import write_text_atomic
+from seedzoo.files import dump_yaml, write_text_atomic
+from seedzoo.results import read_report
+from seedzoo.zoo.layout import CARD_NAME, SUMMARY_NAME, encoder_folder
+from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
 
-RUN_SUMMARY_NAMES = ("summary.json", "run.json")
 # seedzoo dataset names -> their Hugging Face Hub dataset ids, for the card's metadata.
 HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist",
                 "cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
@@ -85,8 +87,6 @@ def _read_json(source, what: str) -> dict:
 
 def read_evaluation(source) -> Evaluation:
     """An evaluation JSON of ``seedzoo eval`` (path or dict) as an :class:`Evaluation`."""
-    from seedzoo.evaluation.report import read_report
-
     result = source if isinstance(source, dict) else read_report(source)
     metrics, config = result.get("metrics"), result.get("config", {})
     if not isinstance(metrics, dict) or not metrics or "dataset" not in config:
@@ -134,10 +134,8 @@ def read_latency(source) -> dict | None:
 
 def find_run_summary(run_dir: Path) -> dict | None:
     """The run summary JSON that ``seedzoo train`` leaves in its run folder, if any."""
-    for name in RUN_SUMMARY_NAMES:
-        if (run_dir / name).is_file():
-            return _read_json(run_dir / name, "run summary")
-    return None
+    path = run_dir / SUMMARY_NAME
+    return _read_json(path, "run summary") if path.is_file() else None
 
 
 def _teacher_name(method: dict) -> str | None:
@@ -160,9 +158,6 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
     folder when omitted), ``evaluations`` evaluation JSONs (paths or dicts), ``bench`` a latency
     JSON.
     """
-    from seedzoo.zoo.hub import encoder_folder
-    from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
-
     folder = encoder_folder(folder_or_run)
     config = read_config(folder)
     model = load_pretrained_folder(folder)
@@ -172,7 +167,7 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
         summary = find_run_summary(Path(run))
         if summary is None:
             raise SeedzooError(f"The run folder {run} has no run summary "
-                               f"({' or '.join(RUN_SUMMARY_NAMES)}); give the summary's path, "
+                               f"({SUMMARY_NAME}); give the summary's path, "
                                "or finish the run first.")
         run = summary
     run = _read_json(run, "run summary")
@@ -286,8 +281,6 @@ def _body(facts: ModelFacts) -> str:
     if facts.recipe:
         parts.append(f"Recipe: `{facts.recipe}`.\n")
     if facts.run_config:
-        from seedzoo.training.config import dump_yaml
-
         parts.append("The run's resolved recipe (`seedzoo train --config recipe.yaml` with this "
                      "file trains it again):\n\n```yaml\n"
                      + dump_yaml(facts.run_config) + "```\n")
@@ -332,7 +325,5 @@ def model_card(facts: ModelFacts):
 def write_card(folder_or_run: str | os.PathLike, **inputs) -> Path:
     """Write ``README.md`` (the model card) into the encoder folder; ``inputs`` as in
     :func:`gather_facts`. Returns the card's path."""
-    from seedzoo.zoo.hub import CARD_NAME, encoder_folder
-
     path = encoder_folder(folder_or_run) / CARD_NAME
     return write_text_atomic(path, str(model_card(gather_facts(folder_or_run, **inputs))))

@@ -21,7 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from seedzoo.errors import ModelNotFoundError, SeedzooError
-from seedzoo.files import write_text_atomic
+from seedzoo.files import dump_yaml, write_text_atomic
+from seedzoo.zoo.card import gather_facts, model_card
+from seedzoo.zoo.hub import download, hub_cache_dir, publish_target, publish_to_cache
+from seedzoo.zoo.layout import HUB_FILES
 
 CATALOG_ENV = "SEEDZOO_CATALOG"
 PACKAGE_CATALOG = Path(__file__).with_name("catalog.json")
@@ -156,8 +159,6 @@ def download_entry(entry: ModelEntry, *, revision: str | None = None,
     """The cached snapshot of ``entry``: downloaded from its hub, or, when it is not on a public
     hub (and no ``endpoint`` is given), looked up in the local cache only. When neither has it,
     the error says how to rebuild it."""
-    from seedzoo.zoo.hub import HUB_FILES, download, hub_cache_dir
-
     if not entry.public and endpoint is None:
         offline = True
     try:
@@ -196,9 +197,6 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     ``cards_dir/name/README.md`` (default: the repository's ``model_cards/``), with the run's
     resolved recipe beside it as ``recipe.yaml``.
     """
-    from seedzoo.zoo.card import gather_facts, model_card
-    from seedzoo.zoo.hub import publish_target, publish_to_cache
-
     if not evaluations:
         raise SeedzooError(f"A catalog entry needs real figures: give the evaluation JSON of "
                            f"{name} (seedzoo eval --out ...).")
@@ -211,8 +209,6 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
                          repo_id=repo_id, revision=revision)
     card_dir = (Path(cards_dir) if cards_dir else REPO_CARDS_DIR) / name
     if facts.run_config:
-        from seedzoo.training.config import dump_yaml
-
         recipe_path = card_dir / "recipe.yaml"
         write_text_atomic(recipe_path, dump_yaml(facts.run_config))
         command = (command or facts.command

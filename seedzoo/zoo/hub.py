@@ -25,10 +25,15 @@ from pathlib import Path
 
 from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.files import atomic_write_path, write_text_atomic
-from seedzoo.zoo.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_pretrained_folder, read_config
+from seedzoo.zoo.layout import (
+    CARD_NAME,
+    CONFIG_NAME,
+    HUB_FILES,
+    WEIGHTS_NAME,
+    encoder_folder,
+)
+from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
 
-CARD_NAME = "README.md"
-HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 HUB_PREFIX = "hf-hub:"
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
@@ -92,27 +97,6 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     from huggingface_hub import constants
 
     return Path(cache_dir or constants.HF_HUB_CACHE)
-
-
-def encoder_folder(folder_or_run: str | os.PathLike) -> Path:
-    """The encoder folder (``config.json`` + ``model.safetensors``) in a folder or a run folder."""
-    path = Path(folder_or_run)
-    if path.is_file():
-        holder = f" ({path.parent})" if (path.parent / CONFIG_NAME).is_file() else ""
-        raise ModelNotFoundError(f"{path} is a file: give the encoder folder that holds "
-                                 f"{CONFIG_NAME} and {WEIGHTS_NAME}{holder}, or its run folder.")
-    if not path.is_dir():
-        raise ModelNotFoundError(f"{path} does not exist.")
-    if (path / CONFIG_NAME).is_file():
-        return path
-    found = sorted(config.parent for config in path.glob(f"*/{CONFIG_NAME}")
-                   if (config.parent / WEIGHTS_NAME).is_file())
-    if len(found) == 1:
-        return found[0]
-    what = f"several ({', '.join(p.name for p in found)})" if found else "none"
-    raise ModelNotFoundError(
-        f"{path} is neither an encoder folder ({CONFIG_NAME} + {WEIGHTS_NAME}) nor a run folder "
-        f"with exactly one such subfolder (found {what}). Save one with seedzoo.save_pretrained.")
 
 
 def _checked_folder(folder_or_run) -> Path:
@@ -237,29 +221,6 @@ def publish(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | N
                             revision=revision or "main")
 
 
-def check_published(publication: Publication, folder_or_run: str | os.PathLike, *,
-                    endpoint: str | None = None, token: str | None = None,
-                    cache_dir: str | os.PathLike | None = None) -> None:
-    """Load ``publication`` back by its pinned hub id and check that its features are equal to
-    those of the folder's encoder on a seeded random batch; a ``SeedzooError`` says otherwise."""
-    import torch
-
-    from seedzoo.zoo.loading import load
-
-    original = load_pretrained_folder(encoder_folder(folder_or_run))
-    loaded = load(publication.spec, endpoint=endpoint, token=token, cache_dir=cache_dir,
-                  offline=publication.location == "local cache")
-    batch = torch.randn(4, *original.pretrained_cfg["input_size"],
-                        generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        expected, got = original(batch), loaded(batch)
-    if expected.shape != got.shape or not torch.equal(expected, got):
-        difference = ((expected - got).abs().max().item() if expected.shape == got.shape
-                      else float("inf"))
-        raise SeedzooError(f"{publication.spec} does not reproduce {folder_or_run}: features "
-                           f"differ by up to {difference:g}.")
-
-
 def _not_cached_message(spec: str, cache: Path, reason: str, offline: bool) -> str:
     return (f"{spec} is not in the local Hugging Face cache ({cache}) and {reason}. To get it, "
             f"run `seedzoo pull {spec}` where the hub is reachable (pass --endpoint for a hub "
@@ -277,8 +238,12 @@ def download(repo_id: str, *, revision: str | None = None, endpoint: str | None 
     the repo) a cached snapshot is used; when there is none, a ``ModelNotFoundError`` says so.
     """
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = offline_mode() if offline is None else offline
     spec = f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")

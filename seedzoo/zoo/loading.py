@@ -19,39 +19,29 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.zoo.catalog import ModelEntry, closest_names, download_entry, find_entry
-from seedzoo.zoo.hub import HUB_FILES, HUB_PREFIX, download, encoder_folder, parse_hub_id
-from seedzoo.zoo.pretrained import (CONFIG_NAME, create_encoder, encoder_from_config,
-                                    load_pretrained_folder, read_config, read_safetensors)
-
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
-
-
-def read_weights_file(path: str | os.PathLike) -> dict:
-    """The raw content of a weights file: safetensors, or a torch file loaded with weights_only."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return read_safetensors(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(
-            f"Could not read {path} as a weights-only torch file ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Files that need arbitrary "
-            "pickled objects are refused; convert it to safetensors or a plain state dict.") \
-            from None
+from seedzoo.zoo.checkpoint_formats import (
+    load_checkpoint_into,
+    read_checkpoint,
+)
+from seedzoo.zoo.hub import HUB_PREFIX, Publication, download, parse_hub_id
+from seedzoo.zoo.layout import CONFIG_NAME, HUB_FILES, encoder_folder
+from seedzoo.zoo.pretrained import (
+    create_encoder,
+    encoder_from_config,
+    load_pretrained_folder,
+    read_config,
+)
 
 
 def load_weights_file(path: str | os.PathLike, arch: str) -> nn.Module:
     """Encoder ``arch`` with the backbone weights of a checkpoint file.
 
     Plain state dicts and the published SSL layouts (MoCo, SimCLR, SwAV, DINO, SEED,
-    torchvision) are read; see :mod:`seedzoo.zoo.checkpoints`. The load report is kept as
+    torchvision) are read; see :mod:`seedzoo.zoo.checkpoint_formats`. The load report is kept as
     ``model.load_report``.
     """
-    from seedzoo.zoo.checkpoints import load_checkpoint_into, read_checkpoint
-
     model = create_encoder(arch)
     model.load_report = load_checkpoint_into(model, read_checkpoint(path), source=str(path))
     return model
@@ -151,3 +141,22 @@ def _unknown_spec_message(spec: str) -> str:
     return (f"Unknown model {spec!r}: it is not a catalog name (`seedzoo list`), a hub id "
             "(hf-hub:org/name[@revision]), an existing folder or weights file, or timm:<arch>."
             + "".join(f" {h}" for h in hints))
+
+
+def check_published(publication: Publication, folder_or_run: str | os.PathLike, *,
+                    endpoint: str | None = None, token: str | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> None:
+    """Load ``publication`` back by its pinned hub id and check that its features are equal to
+    those of the folder's encoder on a seeded random batch; a ``SeedzooError`` says otherwise."""
+    original = load_pretrained_folder(encoder_folder(folder_or_run))
+    loaded = load(publication.spec, endpoint=endpoint, token=token, cache_dir=cache_dir,
+                  offline=publication.location == "local cache")
+    batch = torch.randn(4, *original.pretrained_cfg["input_size"],
+                        generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected, got = original(batch), loaded(batch)
+    if expected.shape != got.shape or not torch.equal(expected, got):
+        difference = ((expected - got).abs().max().item() if expected.shape == got.shape
+                      else float("inf"))
+        raise SeedzooError(f"{publication.spec} does not reproduce {folder_or_run}: features "
+                           f"differ by up to {difference:g}.")

@@ -7,6 +7,7 @@ pretrained_cfg) and ``model.safetensors`` (the encoder's weights, no heads), so 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,11 +18,13 @@ from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
 from seedzoo.files import atomic_write_path, write_text_atomic
-from seedzoo.zoo.checkpoints import without_classifier
+from seedzoo.zoo.checkpoint_formats import (
+    load_state_into,
+    read_safetensors,
+    without_classifier,
+)
+from seedzoo.zoo.layout import CONFIG_NAME, WEIGHTS_NAME
 from seedzoo.zoo.stems import apply_seedzoo_options, hide_small_stem, unhide_small_stem
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 # pretrained_cfg keys that describe where a checkpoint came from, not how to use it.
 _SOURCE_KEYS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "state_dict", "tag")
@@ -69,14 +72,10 @@ def encoder_config(model: nn.Module) -> dict:
     return config
 
 
-def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | None = None,
-                    repo_id: str | None = None, run=None, evaluations=(), bench=None) -> Path:
-    """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``
-    + ``README.md``, its model card. A classifier head is left out: the folder holds the encoder.
-
-    The card is filled from the run summary ``run``, the evaluation JSONs ``evaluations`` and
-    the latency JSON ``bench`` (paths or dicts), and shows how to load ``repo_id``; see
-    :mod:`seedzoo.zoo.card`.
+def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
+    """Write ``model`` (a timm encoder) to ``folder`` as ``config.json`` + ``model.safetensors``.
+    A classifier head is left out: the folder holds the encoder. Its model card is written
+    separately (:func:`seedzoo.zoo.card.write_card`), from the run and evaluation files.
     """
     from safetensors.torch import save_file
 
@@ -88,9 +87,6 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, *, name: str | 
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_text_atomic(folder / CONFIG_NAME,
                       json.dumps(encoder_config(model), indent=2, default=list) + "\n")
-    from seedzoo.zoo.card import write_card
-
-    write_card(folder, name=name, repo_id=repo_id, run=run, evaluations=evaluations, bench=bench)
     return folder
 
 
@@ -107,35 +103,6 @@ def read_config(folder: str | os.PathLike) -> dict:
     if "architecture" not in config:
         raise CheckpointError(f"{path} has no 'architecture' entry; it is not a timm config.")
     return config
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file; a corrupt or truncated file is a ``CheckpointError``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error}). It may be "
-                              "truncated or corrupted: delete it and download or save it again.") \
-            from None
-
-
-def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strictly load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        arch = model.pretrained_cfg.get("architecture", type(model).__name__)
-        parts = [f"{name} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-                 for name, keys in (("missing", missing), ("unexpected", unexpected),
-                                    ("shape mismatch", mismatched)) if keys]
-        raise CheckpointError(f"The weights in {source} do not fit architecture {arch!r}: "
-                              + "; ".join(parts) + ". Check that config and weights belong together.")
-    model.load_state_dict(state, strict=True)
 
 
 def encoder_from_config(config: dict) -> nn.Module:
@@ -163,3 +130,21 @@ def load_pretrained_folder(folder: str | os.PathLike) -> nn.Module:
     state = without_classifier(unhide_small_stem(read_safetensors(weights)), model.pretrained_cfg)
     load_state_into(model, state, str(weights))
     return model.eval()
+
+
+def weights_fingerprint(model) -> str:
+    """A sha256 identifying the model's weights.
+
+    Uses ``model.fingerprint`` when the model provides one (e.g. the hash of an ONNX file),
+    else hashes every tensor of the state dict (names, dtypes, shapes and values).
+    """
+    own = getattr(model, "fingerprint", None)
+    if isinstance(own, str) and own:
+        return own
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    state = model.state_dict() if hasattr(model, "state_dict") else {}
+    for name, tensor in sorted(state.items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

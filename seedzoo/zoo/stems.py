@@ -15,7 +15,6 @@ from torch import nn
 
 from seedzoo.errors import SeedzooError
 
-
 SMALL_STEM_PREFIX = "seedzoo_small_stem."
 
 

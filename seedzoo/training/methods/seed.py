@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.encoders import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Method, register_method
 from seedzoo.training.queue import EmbeddingQueue

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch.nn import functional as F
 
 from seedzoo.training.distributed import all_gather_cat, is_distributed, rank
-from seedzoo.training.encoders import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Method, register_method
 

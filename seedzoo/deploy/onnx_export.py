@@ -44,11 +44,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from seedzoo.data.datasets import get_dataset
+from seedzoo.data.transforms import data_config_for, transform_for
+from seedzoo.deploy.runtime import PREPROCESSING_KEYS, OrtEncoder, decode_metadata
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
-from seedzoo.evaluation.features import weights_fingerprint
-from seedzoo.evaluation.ort import PREPROCESSING_KEYS, OrtEncoder, decode_metadata
-from seedzoo.evaluation.transforms import data_config_for, transform_for
 from seedzoo.files import atomic_write_path
+from seedzoo.provenance import __version__ as seedzoo_version
+from seedzoo.zoo.pretrained import weights_fingerprint
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -129,8 +131,6 @@ def export_metadata(model: nn.Module, *, model_id: str | None = None,
     import onnx
     import timm
 
-    import seedzoo
-
     config = data_config_for(model)
     known_id, known_revision = model_source(model)
     values = {
@@ -146,7 +146,7 @@ def export_metadata(model: nn.Module, *, model_id: str | None = None,
         "crop_pct": float(config["crop_pct"]),
         "crop_mode": config.get("crop_mode", "center"),
         "exporter": EXPORTER,
-        "seedzoo_version": seedzoo.__version__,
+        "seedzoo_version": seedzoo_version,
         "torch_version": torch.__version__,
         "timm_version": timm.__version__,
         "onnx_version": onnx.__version__,
@@ -257,8 +257,6 @@ def _metadata_mismatches(metadata: dict, model: nn.Module) -> list[str]:
 
 
 def _validation_images(dataset: str, data_root, count: int):
-    from seedzoo.evaluation.datasets import get_dataset
-
     try:
         images = get_dataset(dataset, "test", root=data_root)
     except DatasetNotFoundError as error:

@@ -28,11 +28,13 @@ import argparse
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError
+from seedzoo.zoo.layout import CHECKPOINT_METHOD_KEY
 
 # Prefixes added by wrappers (DataParallel/DDP), removed wherever they lead a key.
 WRAPPER_PREFIXES = ("module.",)
@@ -50,6 +52,53 @@ TRAINING_STATE_KEYS = {"queue": "queue", "queue_ptr": "queue pointer"}
 PROJECTION_HEAD_PREFIXES = ("encoder_q.fc.", "head.", "projection_head.", "student.fc.", "fc.")
 # Buffers some exporters omit; the model's own value is kept.
 OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+
+
+def read_weights_file(path: str | os.PathLike) -> dict:
+    """The raw content of a weights file: safetensors, or a torch file loaded with weights_only."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(
+            f"Could not read {path} as a weights-only torch file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Files that need arbitrary "
+            "pickled objects are refused; convert it to safetensors or a plain state dict.") \
+            from None
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a corrupt or truncated file is a ``CheckpointError``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error}). It may be "
+                              "truncated or corrupted: delete it and download or save it again.") \
+            from None
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strictly load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        arch = model.pretrained_cfg.get("architecture", type(model).__name__)
+        parts = [f"{name} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                 for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                    ("shape mismatch", mismatched)) if keys]
+        raise CheckpointError(f"The weights in {source} do not fit architecture {arch!r}: "
+                              + "; ".join(parts) + ". Check that config and weights belong together.")
+    model.load_state_dict(state, strict=True)
 
 
 @dataclass
@@ -94,7 +143,7 @@ def _unwrap(checkpoint) -> tuple[dict, str | None]:
         raise CheckpointError(f"expected a dict of tensors, found a {type(checkpoint).__name__}")
     if isinstance(checkpoint.get("teacher"), dict) and isinstance(checkpoint.get("student"), dict):
         return checkpoint["teacher"], "dino"
-    for container, format in (("state_dict", None), ("model", None), ("method", "seedzoo run")):
+    for container, format in (("state_dict", None), ("model", None), (CHECKPOINT_METHOD_KEY, "seedzoo run")):
         if isinstance(checkpoint.get(container), dict):
             return checkpoint[container], format
     return checkpoint, None
@@ -187,8 +236,6 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
 
 def load_checkpoint_into(model: nn.Module, checkpoint, *, source: str) -> LoadReport:
     """Load the backbone in ``checkpoint`` into ``model`` strictly; return the report."""
-    from seedzoo.zoo.pretrained import load_state_into
-
     state, report = backbone_state_dict(checkpoint, model, source=source)
     load_state_into(model, state, source)
     return report
@@ -200,8 +247,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     ``argparse.Namespace`` is allowed because DINO and others store their arguments in it; it
     only holds attributes and runs no code.
     """
-    from seedzoo.zoo.loading import read_weights_file
-
     with torch.serialization.safe_globals([argparse.Namespace]):
         return read_weights_file(path)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from seedzoo.zoo import load
+
 PIXELS = "pixels"
 
 
@@ -29,6 +31,4 @@ def load_encoder(spec: str, *, arch: str | None = None) -> nn.Module:
     """The encoder named by ``spec`` in eval mode: ``pixels`` or any spec ``seedzoo.load`` takes."""
     if spec == PIXELS:
         return PixelEncoder().eval()
-    from seedzoo.zoo import load
-
     return load(spec, arch=arch)

@@ -4,7 +4,7 @@
 number of threads (``torch.set_num_threads`` and ORT's ``intra_op_num_threads``):
 
 - ``torch``: the torch model in eager mode under ``torch.inference_mode``;
-- ``onnxruntime`` fp32: seedzoo's :class:`~seedzoo.evaluation.ort.OrtEncoder` on the fp32
+- ``onnxruntime`` fp32: seedzoo's :class:`~seedzoo.deploy.runtime.OrtEncoder` on the fp32
   file (torch tensor in, torch tensor out);
 - ``onnxruntime-bare`` fp32: a bare ``InferenceSession.run`` on the same session with a NumPy
   view of the same input, so the ``seedzoo/bare`` ratio is exactly what seedzoo's wrapper adds;
@@ -37,9 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from seedzoo.data.transforms import data_config_for
+from seedzoo.deploy.runtime import OrtEncoder, session_options
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.ort import OrtEncoder, session_options
-from seedzoo.evaluation.transforms import data_config_for
+from seedzoo.provenance import package_versions
+from seedzoo.zoo.pretrained import weights_fingerprint
 
 OVERHEAD_LIMIT = 1.05  # seedzoo's ORT path may add at most 5% over a bare session.run
 
@@ -155,8 +157,6 @@ def _cpu_flags() -> list[str]:
 
 def machine_info() -> dict:
     """CPU, cores, load and library versions, for the JSON of a benchmark."""
-    from seedzoo.provenance import package_versions
-
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu": _cpu_model(), "cpu_flags": _cpu_flags(), "logical_cores": os.cpu_count(),
@@ -185,8 +185,6 @@ def _ort_settings(threads: int) -> dict:
 
 def _check_same_model(model: nn.Module, encoder: OrtEncoder) -> bool:
     """Refuse a file of another architecture or input size; say whether the weights match."""
-    from seedzoo.evaluation.features import weights_fingerprint
-
     arch = model.pretrained_cfg.get("architecture")
     if encoder.metadata.get("architecture") != arch:
         raise SeedzooError(f"{encoder.path} holds {encoder.metadata.get('architecture')!r}, not "

@@ -30,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seedzoo.data.datasets import get_dataset
+from seedzoo.data.transforms import transform_for
+from seedzoo.deploy.runtime import OrtEncoder
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.ort import OrtEncoder
 from seedzoo.files import atomic_write_path
 
 DEFAULT_CALIB_SIZE = 256
@@ -54,8 +56,6 @@ class ImageCalibrationReader:
     def __init__(self, dataset: str, transform, input_name: str, *, calib_size: int,
                  batch_size: int = 16, split: str = "train", seed: int = 0,
                  data_root: str | os.PathLike | None = None):
-        from seedzoo.evaluation.datasets import get_dataset
-
         images = get_dataset(dataset, split, root=data_root, transform=transform)
         if not 0 < calib_size <= len(images):
             raise SeedzooError(f"Calibration size must be between 1 and {len(images)} (the "
@@ -101,9 +101,12 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, *,
                   seed: int = 0) -> QuantizationReport:
     """Write a static INT8 (QDQ) copy of the fp32 file ``onnx_path`` to ``out_path``."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from seedzoo.evaluation.transforms import transform_for
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     fp32 = OrtEncoder(onnx_path)  # checks the file and rebuilds its preprocessing
     if "quantization" in fp32.metadata:
@@ -144,33 +147,3 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, *,
                               seconds=time.perf_counter() - start,
                               size_bytes=out_path.stat().st_size,
                               fp32_size_bytes=fp32.path.stat().st_size, settings=settings)
-
-
-def compare_knn(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, dataset: str, *,
-                k: int = 20, train_limit: int | None = 2000, test_limit: int | None = 1000,
-                data_root: str | os.PathLike | None = None, seed: int = 0,
-                batch_size: int = 64, progress: bool = False) -> dict:
-    """k-NN top-1 (%) on ``dataset`` of the fp32 file and of its INT8 copy, on the same images.
-
-    Features are extracted with ONNX Runtime from seeded subsets (``train_limit`` bank images,
-    ``test_limit`` queries; ``None`` for a whole split) and classified by
-    :func:`~seedzoo.evaluation.knn.knn_scores` (weighted k-NN, cosine, temperature 0.07).
-    """
-    from seedzoo.evaluation.features import dataset_features
-    from seedzoo.evaluation.knn import knn_scores
-
-    result = {"dataset": dataset, "k": k, "seed": seed}
-    for precision, path in (("fp32", fp32_path), ("int8", int8_path)):
-        encoder = OrtEncoder(path)
-        splits = {}
-        for split, limit in (("train", train_limit), ("test", test_limit)):
-            splits[split] = dataset_features(
-                encoder, dataset, split, spec=str(path), root=data_root, limit=limit, seed=seed,
-                cache=None, fingerprint=encoder.fingerprint, batch_size=batch_size,
-                progress=progress, desc=f"{precision} {dataset} {split}")
-        (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
-        scores = knn_scores(train_x, train_y, test_x, test_y, ks=(k,))
-        result[f"{precision}_top1"] = 100 * scores[f"knn_top1@{k}"]
-        result["train_samples"], result["test_samples"] = len(train_y), len(test_y)
-    result["int8_minus_fp32_points"] = result["int8_top1"] - result["fp32_top1"]
-    return result

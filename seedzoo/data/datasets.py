@@ -279,17 +279,3 @@ def dataset_labels(dataset) -> np.ndarray:
 def dataset_classes(dataset) -> list[str]:
     """Class names of a dataset (index = label)."""
     return list(getattr(dataset, "classes", []))
-
-
-def fewshot_indices(labels, fraction: float, seed: int = 0) -> np.ndarray:
-    """Class-balanced, seeded subset of indices: ``fraction`` of each class (at least one each)."""
-    if not 0 < fraction <= 1:
-        raise SeedzooError(f"Few-shot fraction must be in (0, 1], got {fraction}.")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        count = max(1, int(round(fraction * len(members))))
-        chosen.append(rng.choice(members, size=count, replace=False))
-    return np.sort(np.concatenate(chosen))
