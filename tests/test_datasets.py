@@ -233,3 +233,54 @@ def test_truncated_or_corrupt_gz_file_says_to_download_it_again(tmp_path, damage
     with pytest.raises(DatasetNotFoundError,
                        match="is truncated or corrupt.*delete it and download it again"):
         get_dataset("mnist", "test", root=tmp_path)
+
+
+def _image_of_mode(mode: str, values: np.ndarray) -> Image.Image:
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    return Image.fromarray(values.astype(dtype), mode=mode if mode != "I;16" else None)
+
+
+@pytest.mark.parametrize("mode, full_scale", [("I;16", 65535), ("I", 65535), ("F", 1.0)])
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path, mode, full_scale):
+    """A dark and a bright class of 16-bit (or float) images stay apart after loading."""
+    for cls, level in (("dark", 0.2), ("bright", 0.8)):
+        folder = tmp_path / "train" / cls
+        folder.mkdir(parents=True)
+        image = _image_of_mode(mode, np.full((6, 6), level * full_scale))
+        image.save(folder / ("0.tif" if mode != "I;16" else "0.png"))
+    data = get_dataset(f"imagefolder:{tmp_path}", "train")
+    pixels = {data.classes[label]: np.asarray(image) for image, label in data}
+    assert pixels["dark"].dtype == np.uint8 and pixels["dark"].shape == (6, 6, 3)
+    assert abs(int(pixels["dark"].max()) - round(0.2 * 255)) <= 1
+    assert abs(int(pixels["bright"].max()) - round(0.8 * 255)) <= 1
+
+
+def test_an_image_whose_value_range_is_unknown_is_refused_with_its_file_and_mode(tmp_path):
+    folder = tmp_path / "train" / "a"
+    folder.mkdir(parents=True)
+    _image_of_mode("F", np.full((4, 4), 300.0)).save(folder / "hot.tif")
+    data = get_dataset(f"imagefolder:{tmp_path}", "train")
+    with pytest.raises(SeedzooError, match=r"hot\.tif has PIL mode F with values from 300"):
+        data[0]
+
+
+def test_a_corrupt_image_in_an_imagefolder_names_the_file(tmp_path):
+    folder = tmp_path / "train" / "a"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    data = get_dataset(f"imagefolder:{tmp_path}", "train")
+    assert np.asarray(data[1][0]).shape == (4, 4, 3)  # good.png sorts after broken.png
+    with pytest.raises(DatasetNotFoundError, match=r"broken\.png is not a readable image"):
+        data[0]
+    pickle.dumps(data)  # the loader still pickles (spawned data-loading workers)
+
+
+def test_mnist_images_and_labels_of_different_lengths_name_both_files(tmp_path):
+    folder = tmp_path / "MNIST" / "raw"
+    write_mnist_like(folder)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(5) % 10)
+    with pytest.raises(DatasetNotFoundError,
+                       match=r"train-images-idx3-ubyte\.gz holds 12 images but .*"
+                             r"train-labels-idx1-ubyte\.gz holds 5 labels"):
+        get_dataset("mnist", "train", root=tmp_path)

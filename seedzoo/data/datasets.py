@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from seedzoo.data.transforms import to_rgb
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
 
 SPLITS = ("train", "test")
@@ -137,7 +138,13 @@ def _mnist_like(folder: str, classes, how_to_get: str, system_dirs: Callable[[],
             raise DatasetNotFoundError(
                 f"{folder} {split} files ({prefix}-images-idx3-ubyte[.gz], "
                 f"{prefix}-labels-idx1-ubyte[.gz]) not found in: {searched}. {how_to_get}")
-        return ArrayImageDataset(_read_idx(images), _read_idx(labels), classes, transform,
+        image_array, label_array = _read_idx(images), _read_idx(labels)
+        if len(image_array) != len(label_array):
+            raise DatasetNotFoundError(
+                f"{images} holds {len(image_array)} images but {labels} holds "
+                f"{len(label_array)} labels: the two files do not belong together. Replace "
+                "them with a matching pair.")
+        return ArrayImageDataset(image_array, label_array, classes, transform,
                                  fingerprint=files_fingerprint(images.parent, [images, labels]))
     return load
 
@@ -172,6 +179,18 @@ def _digits(split: str, root: Path, transform):
                              fingerprint=f"scikit-learn {sklearn.__version__} load_digits")
 
 
+def read_image(path: str) -> Image.Image:
+    """The image file ``path`` as 8-bit RGB (:func:`~seedzoo.data.transforms.to_rgb`); an
+    unreadable file is a :class:`DatasetNotFoundError` naming it (the ImageFolder loader)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetNotFoundError(f"{path} is not a readable image ({type(error).__name__}: "
+                                   f"{error}). Remove or replace it.") from None
+
+
 def _image_folder(folder: Path, class_to_idx: dict[str, int], transform, *,
                   allow_missing_classes: bool):
     """A torchvision ImageFolder of ``folder`` whose labels follow ``class_to_idx`` (the train
@@ -185,7 +204,8 @@ def _image_folder(folder: Path, class_to_idx: dict[str, int], transform, *,
     from torchvision.datasets import ImageFolder
 
     try:
-        dataset = ImageFolder(str(folder), transform=transform, allow_empty=allow_missing_classes)
+        dataset = ImageFolder(str(folder), transform=transform, loader=read_image,
+                              allow_empty=allow_missing_classes)
     except (FileNotFoundError, RuntimeError) as error:
         raise DatasetNotFoundError(f"{folder}: {error}") from None
     unknown = sorted(set(dataset.classes) - set(class_to_idx))

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 from torch import nn
 
+from seedzoo.errors import SeedzooError
+
+# Full scale of the integer modes PIL's own convert("RGB") would clip instead of scale.
+_WIDE_INTEGER_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535,
+                       "I": 65535}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, its values scaled, never clipped.
+
+    8-bit modes (grayscale, palette, RGBA, CMYK, ...) convert as PIL does. 16-bit grayscale
+    (``I;16*``, and ``I`` holding values in 0-65535) is scaled by 255/65535; float images
+    (``F``) holding values in [0, 1] by 255. Anything else (negative or larger values, whose
+    range cannot be guessed) is a :class:`SeedzooError` naming the file and its mode.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode not in _WIDE_INTEGER_MODES and image.mode != "F":
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    full_scale = _WIDE_INTEGER_MODES.get(image.mode, 1.0)
+    if values.size and not (np.isfinite(values).all() and values.min() >= 0
+                            and values.max() <= full_scale):
+        where = getattr(image, "filename", "") or "an image"
+        raise SeedzooError(
+            f"{where} has PIL mode {image.mode} with values from {values.min():g} to "
+            f"{values.max():g}, outside 0-{full_scale:g}, so its brightness scale is unknown. "
+            "Convert it to 8-bit (or 16-bit, or float in [0, 1]) images first.")
+    scaled = np.rint(values * (255.0 / full_scale)).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L").convert("RGB")
+
 
 class ToRGB:
-    """Convert any PIL image (grayscale, palette, RGBA) to 3-channel RGB."""
+    """Convert any PIL image to 3-channel 8-bit RGB (see :func:`to_rgb`)."""
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
 
     def __repr__(self) -> str:
         return "ToRGB()"
