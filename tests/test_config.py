@@ -76,6 +76,13 @@ def test_linear_scaling_rule_unless_lr_is_given():
     ({"method": {"name": "x"}, "train": {"knn_monitor": {"every_epochs": -1}}},
      r"train\.knn_monitor\.every_epochs must not be negative"),
     ({"method": {"name": "x"}, "train": {"grad_clip": -1.0}}, r"train\.grad_clip must be positive"),
+    ({"method": {"name": "x"}, "data": {"std": [0.5, 0, 0.5]}}, r"data\.std positive"),
+    ({"method": {"name": "x"}, "data": {"mean": [0.5, float("nan"), 0.5]}}, r"data\.mean must be finite"),
+    ({"method": {"name": "x"}, "train": {"lr": -0.1}}, r"train\.lr must be a finite number >= 0"),
+    ({"method": {"name": "x"}, "train": {"weight_decay": -1e-4}}, r"train\.weight_decay must be"),
+    ({"method": {"name": "x"}, "train": {"momentum": 1.5}}, r"train\.momentum must be in \[0, 1\)"),
+    ({"method": {"name": "x"}, "train": {"betas": [0.9, 1.0]}}, r"train\.betas\[1\] must be in"),
+    ({"method": {"name": "x"}, "train": {"betas": [0.9]}}, r"train\.betas needs 2 values"),
 ])
 def test_bad_recipes_are_clear_errors(values, message):
     with pytest.raises(SeedzooError, match=message):

@@ -15,6 +15,7 @@ checked against the method's own builder when the method is built.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -139,6 +140,21 @@ def validate(config: Config) -> Config:
     for where, value in (("data.mean", config.data.mean), ("data.std", config.data.std)):
         if len(value) != 3:
             raise SeedzooError(f"{where} needs 3 values (R, G, B), got {value}.")
+    if any(not math.isfinite(v) for v in config.data.mean) or min(config.data.std) <= 0 \
+            or any(not math.isfinite(v) for v in config.data.std):
+        raise SeedzooError(f"data.mean must be finite and data.std positive, got mean "
+                           f"{config.data.mean} and std {config.data.std}.")
+    for where, value in (("train.lr", train.lr), ("train.base_lr", train.base_lr),
+                         ("train.min_lr", train.min_lr),
+                         ("train.weight_decay", train.weight_decay)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise SeedzooError(f"{where} must be a finite number >= 0, got {value}.")
+    for where, value in (("train.momentum", train.momentum), *(
+            (f"train.betas[{i}]", beta) for i, beta in enumerate(train.betas))):
+        if not 0 <= value < 1:
+            raise SeedzooError(f"{where} must be in [0, 1), got {value}.")
+    if len(train.betas) != 2:
+        raise SeedzooError(f"train.betas needs 2 values, got {train.betas}.")
     if not 0 < config.data.crop_pct <= 1:
         raise SeedzooError(f"data.crop_pct must be in (0, 1], got {config.data.crop_pct}.")
     if config.data.limit is not None and config.data.limit < 1:
