@@ -127,3 +127,10 @@ def test_a_weights_file_drops_the_classifier_its_pretrained_cfg_names():
     state, report = backbone_state_dict(checkpoint, model, source="ckpt")
     assert set(state) == set(model.state_dict())
     assert report.skipped == {"last_linear.weight": "classifier", "last_linear.bias": "classifier"}
+
+
+@pytest.mark.parametrize("not_a_model", ["not a model", None, 3])
+def test_transform_for_something_that_is_not_a_model_says_what_it_expects(not_a_model):
+    with pytest.raises(TypeError, match="transform_for expects a model that carries its "
+                                        "pretrained_cfg.*seedzoo.load"):
+        seedzoo.transform_for(not_a_model)

@@ -83,3 +83,11 @@ def test_bad_quantization_requests_are_refused(quantized, tmp_path):
         quantize_int8(fp32_report.path, tmp_path / "big.onnx", calib_dataset="digits",
                       calib_size=10**6)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_int8_copy_never_overwrites_its_fp32_source(quantized):
+    fp32_report, _ = quantized
+    before = fp32_report.path.read_bytes()
+    with pytest.raises(SeedzooError, match="would overwrite its fp32 source"):
+        quantize_int8(fp32_report.path, fp32_report.path, calib_dataset="digits", calib_size=8)
+    assert fp32_report.path.read_bytes() == before

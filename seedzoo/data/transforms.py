@@ -64,6 +64,10 @@ def transform_for(model: nn.Module):
     own = getattr(model, "preprocess", None)
     if own is not None:
         return own
+    if not isinstance(getattr(model, "pretrained_cfg", None), dict):
+        raise TypeError(f"transform_for expects a model that carries its pretrained_cfg (what "
+                        f"seedzoo.load returns, or an OrtEncoder), got {type(model).__name__} "
+                        f"{model!r:.60}; load it first: seedzoo.transform_for(seedzoo.load(spec)).")
     from timm.data import create_transform
     from torchvision import transforms as T
 

@@ -108,6 +108,9 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, *,
         quantize_static,
     )
 
+    if Path(out_path).resolve() == Path(onnx_path).resolve():
+        raise SeedzooError(f"The INT8 copy would overwrite its fp32 source {onnx_path}; give "
+                           "another output path (e.g. model.int8.onnx).")
     fp32 = OrtEncoder(onnx_path)  # checks the file and rebuilds its preprocessing
     if "quantization" in fp32.metadata:
         raise SeedzooError(f"{onnx_path} is already quantized ({fp32.metadata['quantization']}); "
