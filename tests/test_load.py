@@ -134,3 +134,20 @@ def test_transform_for_something_that_is_not_a_model_says_what_it_expects(not_a_
     with pytest.raises(TypeError, match="transform_for expects a model that carries its "
                                         "pretrained_cfg.*seedzoo.load"):
         seedzoo.transform_for(not_a_model)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input_size": [3, 0, 32]}, r"input_size must be 3 positive integers"),
+    ({"input_size": [3, 32]}, r"input_size must be 3 positive integers"),
+    ({"std": [0.5, 0.0, 0.5]}, r"std must be positive"),
+    ({"mean": [0.5, 0.5]}, r"mean must be 3 finite numbers"),
+    ({"crop_pct": 0}, r"crop_pct must be in \(0, 1\]"),
+])
+def test_a_config_json_with_nonsense_preprocessing_is_refused_naming_the_file(tmp_path, change,
+                                                                               message):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    config = json.loads((folder / "config.json").read_text())
+    config["pretrained_cfg"].update(change)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=rf"enc/config\.json: pretrained_cfg {message}"):
+        seedzoo.load(str(folder))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -102,7 +103,34 @@ def read_config(folder: str | os.PathLike) -> dict:
             from None
     if "architecture" not in config:
         raise CheckpointError(f"{path} has no 'architecture' entry; it is not a timm config.")
+    problem = pretrained_cfg_problem(config.get("pretrained_cfg") or {})
+    if problem:
+        raise CheckpointError(f"{path}: pretrained_cfg {problem}. Fix the file, or save the "
+                              "encoder again with seedzoo.save_pretrained.")
     return config
+
+
+def _finite_numbers(values, count: int) -> bool:
+    return (isinstance(values, (list, tuple)) and len(values) == count
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values))
+
+
+def pretrained_cfg_problem(cfg: dict) -> str | None:
+    """What makes a ``pretrained_cfg`` unusable for preprocessing, or None when it is sound."""
+    size = cfg.get("input_size")
+    if size is not None and not (_finite_numbers(size, 3) and all(
+            int(v) == v and v > 0 for v in size)):
+        return f"input_size must be 3 positive integers (channels, height, width), got {size}"
+    channels = int(size[0]) if size is not None else 3
+    for key in ("mean", "std"):
+        if key in cfg and not _finite_numbers(cfg[key], channels):
+            return f"{key} must be {channels} finite numbers, got {cfg[key]}"
+    if "std" in cfg and min(cfg["std"]) <= 0:
+        return f"std must be positive, got {cfg['std']}"
+    crop = cfg.get("crop_pct")
+    if crop is not None and not (isinstance(crop, (int, float)) and 0 < crop <= 1):
+        return f"crop_pct must be in (0, 1], got {crop}"
+    return None
 
 
 def encoder_from_config(config: dict) -> nn.Module:
