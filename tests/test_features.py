@@ -221,3 +221,15 @@ def test_raw_pixels_of_images_of_different_sizes_are_a_clear_error(tmp_path, bat
         dataset_features(load_encoder("pixels"), f"imagefolder:{tmp_path}", "train",
                          spec="pixels", cache=None, progress=False, batch_size=batch_size,
                          num_workers=workers)
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu0", r"'gpu0' is not a torch device; use cpu, cuda"),
+    ("cuda", r"no CUDA GPU is visible here"),
+    ("cuda:7", r"no CUDA GPU is visible here|only \d CUDA GPU"),
+])
+def test_a_device_that_does_not_exist_here_is_a_clear_error(device, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    images = torch.utils.data.TensorDataset(torch.zeros(2, 4), torch.zeros(2))
+    with pytest.raises(SeedzooError, match=message):
+        extract_features(PixelEncoder(), images, device=device)

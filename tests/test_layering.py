@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seedzoo"
 
 # Lowest first. A module may import its own layer and the layers before it.
 LAYERS = [
-    ("core", ["seedzoo.errors", "seedzoo.files", "seedzoo.provenance", "seedzoo.results"]),
+    ("core", ["seedzoo.errors", "seedzoo.files", "seedzoo.provenance", "seedzoo.results",
+              "seedzoo.devices"]),
     ("data", ["seedzoo.data"]),
     ("zoo", ["seedzoo.zoo"]),
     ("deploy", ["seedzoo.deploy"]),

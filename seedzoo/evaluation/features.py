@@ -23,6 +23,7 @@ from torch import nn
 from seedzoo.data.datasets import dataset_fingerprint, get_dataset
 from seedzoo.data.subsets import subset_indices
 from seedzoo.data.transforms import transform_for
+from seedzoo.devices import resolve_device
 from seedzoo.errors import SeedzooError
 from seedzoo.files import atomic_write_path
 from seedzoo.zoo.pretrained import weights_fingerprint
@@ -92,7 +93,7 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     from tqdm.auto import tqdm
 
     is_module = isinstance(model, nn.Module)
-    device = torch.device(device) if device is not None else _default_device(model)
+    device = resolve_device(device) if device is not None else _default_device(model)
     if channels_last is None:
         channels_last = _uses_convolutions(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
