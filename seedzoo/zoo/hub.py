@@ -294,4 +294,29 @@ def download(repo_id: str, *, revision: str | None = None, endpoint: str | None 
             f"{spec} (commit {snapshot.name}) has no {' or '.join(missing)}. seedzoo reads only "
             f"{CONFIG_NAME} and safetensors weights ({WEIGHTS_NAME}) from a hub, never pickled "
             "files; if a download was interrupted, run it again with access to the hub.")
+    damaged = [name for name in files if not _matches_its_blob_name(snapshot / name)]
+    if damaged:
+        raise ModelNotFoundError(
+            f"{spec} (commit {snapshot.name}): the cached {' and '.join(damaged)} does not match "
+            f"its hash (truncated or altered in {cache}). Download it again: seedzoo pull "
+            f"{spec} --force.")
     return snapshot
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The git object id of a blob: how the Hub names a regular (non-LFS) file."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _matches_its_blob_name(path: Path) -> bool:
+    """Whether a cached file's content hashes to the name of the blob it links to (sha256 for
+    LFS files and seedzoo's own cache, git's sha1 for regular files); True when the name is no
+    hash (nothing to check) or the file is absent."""
+    if not path.is_file():
+        return True
+    name = path.resolve().name
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", name):
+        return True
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest() if len(name) == 64 else git_blob_sha1(data)
+    return digest == name
