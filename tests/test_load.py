@@ -151,3 +151,33 @@ def test_a_config_json_with_nonsense_preprocessing_is_refused_naming_the_file(tm
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=rf"enc/config\.json: pretrained_cfg {message}"):
         seedzoo.load(str(folder))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"is empty \(0 bytes\)"),
+    (b"hello world\n", r"is not a readable torch weights file"),
+])
+def test_an_empty_or_text_weights_file_is_not_called_a_pickle(tmp_path, content, message):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        seedzoo.load(str(path), arch="test_resnet")
+
+
+def test_a_weights_file_that_needs_pickled_objects_says_so(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"state_dict": {}, "args": Image.new("L", (1, 1))}, path)
+    with pytest.raises(CheckpointError, match=r"needs arbitrary pickled objects"):
+        seedzoo.load(str(path), arch="test_resnet")
+
+
+@pytest.mark.parametrize("spec", ["", "   "])
+def test_an_empty_spec_is_refused_not_read_as_the_current_folder(spec):
+    with pytest.raises(ModelNotFoundError, match="The model spec is empty"):
+        seedzoo.load(spec)
+
+
+def test_an_unknown_timm_name_suggests_the_closest_names():
+    with pytest.raises(ModelNotFoundError, match=r"timm has no architecture 'resnet1800'\. "
+                                                 r"Similar timm names: .*\bresnet18\b"):
+        seedzoo.load("timm:resnet1800")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +63,26 @@ def read_weights_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if path.suffix == ".safetensors":
         return read_safetensors(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted copy or save? Copy or "
+                              "save it again.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise CheckpointError(_not_a_torch_file(path, error)) from None
         raise CheckpointError(
-            f"Could not read {path} as a weights-only torch file ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Files that need arbitrary "
-            "pickled objects are refused; convert it to safetensors or a plain state dict.") \
-            from None
+            f"{path} needs arbitrary pickled objects (a class or function, not only tensors), "
+            "which seedzoo never unpickles. Convert it where it was made to safetensors or a "
+            "plain state dict of tensors.") from None
+    except Exception as error:  # torch raises RuntimeError, EOFError, KeyError, ...
+        raise CheckpointError(_not_a_torch_file(path, error)) from None
+
+
+def _not_a_torch_file(path: Path, error: Exception) -> str:
+    detail = (str(error).splitlines() or [""])[0][:120]
+    return (f"{path} is not a readable torch weights file ({type(error).__name__}: {detail}); it "
+            "may be truncated or in another format. Copy or save it again.")
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

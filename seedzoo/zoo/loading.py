@@ -64,6 +64,9 @@ def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretr
     if not isinstance(spec, str):
         raise TypeError(f"seedzoo.load takes a model spec (str), a path or a catalog ModelEntry "
                         f"from seedzoo.list_models(), not {type(spec).__name__}: {spec!r}.")
+    if not spec.strip():
+        raise ModelNotFoundError("The model spec is empty; give a catalog name (`seedzoo list`), "
+                                 "hf-hub:org/name, a folder, a weights file or timm:<arch>.")
     if spec.startswith("timm:"):
         return create_encoder(spec[len("timm:"):]).eval()
     if spec.startswith(HUB_PREFIX):

@@ -7,6 +7,7 @@ pretrained_cfg) and ``model.safetensors`` (the encoder's weights, no heads), so 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -44,7 +45,7 @@ def create_encoder(arch: str, *, pretrained_cfg_overlay: dict | None = None,
                                   pretrained_cfg_overlay=pretrained_cfg_overlay, **model_args)
     except RuntimeError as error:
         if "Unknown model" in str(error):
-            close = timm.list_models(f"*{arch.split('.')[0][:6]}*")[:8]
+            close = difflib.get_close_matches(arch.split(".")[0], timm.list_models(), n=8)
             hint = f" Similar timm names: {', '.join(close)}." if close else ""
             raise ModelNotFoundError(f"timm has no architecture {arch!r}.{hint}") from None
         raise
