@@ -35,6 +35,7 @@ from seedzoo.zoo.layout import (
 from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
 
 HUB_PREFIX = "hf-hub:"
+DEFAULT_BRANCH = "main"
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -145,7 +146,7 @@ def push(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None
     where = api.endpoint
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision not in (None, "main"):
+        if revision not in (None, DEFAULT_BRANCH):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         message = commit_message or f"Upload {folder.name} with seedzoo"
         return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
@@ -177,7 +178,7 @@ def _link_or_copy(blob: Path, link: Path) -> None:
 
 def publish_to_cache(folder_or_run: str | os.PathLike, repo_id: str, *,
                      cache_dir: str | os.PathLike | None = None,
-                     revision: str = "main") -> Publication:
+                     revision: str = DEFAULT_BRANCH) -> Publication:
     """Write an encoder folder into the local Hugging Face cache as ``repo_id`` at ``revision``.
 
     The files go where ``huggingface_hub`` puts downloads (``blobs/``, ``snapshots/<commit>/``,
@@ -218,7 +219,7 @@ def publish(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | N
                     private=private, commit_message=commit_message)
         return Publication(repo_id, info.oid, "hub", info.commit_url)
     return publish_to_cache(folder_or_run, repo_id, cache_dir=cache_dir,
-                            revision=revision or "main")
+                            revision=revision or DEFAULT_BRANCH)
 
 
 def _not_cached_message(spec: str, cache: Path, reason: str, offline: bool) -> str:
