@@ -50,6 +50,7 @@ from seedzoo.deploy.runtime import PREPROCESSING_KEYS, OrtEncoder, decode_metada
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
 from seedzoo.files import atomic_write_path
 from seedzoo.provenance import __version__ as seedzoo_version
+from seedzoo.zoo.hub import hub_spec, split_revision
 from seedzoo.zoo.pretrained import weights_fingerprint
 
 DEFAULT_OPSET = 18
@@ -121,8 +122,8 @@ def model_source(model: nn.Module) -> tuple[str | None, str | None]:
     configs name a hub id too (without a commit), but a freshly built model has none of its
     weights, so only a pinned id counts.
     """
-    repo_id, _, revision = str(dict(model.pretrained_cfg).get("hf_hub_id") or "").partition("@")
-    return (f"hf-hub:{repo_id}", revision) if repo_id and revision else (None, None)
+    repo_id, revision = split_revision(str(dict(model.pretrained_cfg).get("hf_hub_id") or ""))
+    return (hub_spec(repo_id), revision) if repo_id and revision else (None, None)
 
 
 def export_metadata(model: nn.Module, *, model_id: str | None = None,

@@ -24,7 +24,13 @@ from pathlib import Path
 from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.files import dump_yaml, write_text_atomic
 from seedzoo.zoo.card import gather_facts, model_card
-from seedzoo.zoo.hub import download, hub_cache_dir, publish_target, publish_to_cache
+from seedzoo.zoo.hub import (
+    download,
+    hub_cache_dir,
+    hub_spec,
+    publish_target,
+    publish_to_cache,
+)
 from seedzoo.zoo.layout import HUB_FILES
 
 CATALOG_ENV = "SEEDZOO_CATALOG"
@@ -71,7 +77,7 @@ class ModelEntry:
 
     @property
     def hub_spec(self) -> str:
-        return f"hf-hub:{self.hub['repo_id']}@{self.hub['revision']}"
+        return hub_spec(self.hub["repo_id"], self.hub["revision"])
 
     def top1(self, dataset: str, protocol: str) -> float | None:
         """k-NN (``"knn"``, k=20 when present) or linear (``"linear"``) top-1 on ``dataset``."""

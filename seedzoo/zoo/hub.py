@@ -52,7 +52,19 @@ class Publication:
     @property
     def spec(self) -> str:
         """The pinned spec that loads exactly this publication."""
-        return f"{HUB_PREFIX}{self.repo_id}@{self.revision}"
+        return hub_spec(self.repo_id, self.revision)
+
+
+def hub_spec(repo_id: str, revision: str | None = None) -> str:
+    """``"hf-hub:org/name"``, with ``@revision`` when given: the spec :func:`parse_hub_id` reads."""
+    return f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def split_revision(hub_id: str) -> tuple[str, str | None]:
+    """``"org/name@rev"`` -> ``("org/name", "rev")``; the revision is None without ``@rev``.
+    Unchecked: :func:`parse_hub_id` also validates the name."""
+    repo_id, _, revision = hub_id.partition("@")
+    return repo_id, revision or None
 
 
 def parse_hub_id(spec: str) -> tuple[str, str | None]:
@@ -62,16 +74,16 @@ def parse_hub_id(spec: str) -> tuple[str, str | None]:
     from huggingface_hub.utils import validate_repo_id
 
     body = spec.removeprefix(HUB_PREFIX)
-    repo_id, _, revision = body.partition("@")
+    repo_id, revision = split_revision(body)
     usage = "use hf-hub:org/name or hf-hub:org/name@revision (a branch, tag or commit sha)."
-    if not _REPO_ID.fullmatch(repo_id) or (revision == "" and "@" in body):
+    if not _REPO_ID.fullmatch(repo_id) or (revision is None and "@" in body):
         raise ModelNotFoundError(f"{spec!r} is not a hub id: {usage}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise ModelNotFoundError(f"{spec!r} is not a hub id ({str(error).rstrip('.')}); "
                                  f"{usage}") from None
-    return repo_id, revision or None
+    return repo_id, revision
 
 
 def publish_target(repo_id: str) -> str:
