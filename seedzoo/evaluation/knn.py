@@ -24,6 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from seedzoo.errors import SeedzooError
+from seedzoo.evaluation.arrays import as_tensor, class_positions, label_array
 
 DEFAULT_KS = (10, 20, 100, 200)
 WEIGHTINGS = ("distance", "uniform")
@@ -35,11 +36,6 @@ BANK_CHUNK = 65536
 # 60,000 columns, slower for k 200).
 _SELECT_BLOCK = 32
 _BLOCKS_PER_K = 32
-
-
-def _as_tensor(values, dtype: torch.dtype, device=None) -> torch.Tensor:
-    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
-    return tensor.detach().to(device=device, dtype=dtype)
 
 
 def _similarity_block(queries: torch.Tensor, bank: torch.Tensor, out: torch.Tensor
@@ -128,8 +124,8 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
     if device is None:
         device = train_features.device if isinstance(train_features, torch.Tensor) else "cpu"
     device = torch.device(device)
-    bank = _as_tensor(train_features, torch.float32, device)
-    queries_all = _as_tensor(test_features, torch.float32, device)
+    bank = as_tensor(train_features, torch.float32, device)
+    queries_all = as_tensor(test_features, torch.float32, device)
     _check_features(bank, queries_all)
     if query_chunk < 1 or bank_chunk < 1:
         raise SeedzooError(f"query_chunk and bank_chunk must be at least 1, got {query_chunk} "
@@ -204,16 +200,12 @@ def _check_options(ks: Sequence[int], temperature: float, weights: str) -> None:
         raise SeedzooError(f"k-NN temperature must be positive, got {temperature}.")
 
 
-def _label_array(labels) -> np.ndarray:
-    return labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-
-
 def _encode_labels(train_labels, num_features: int, device) -> tuple[np.ndarray, torch.Tensor]:
     """(sorted distinct labels, each training label's index into them, on ``device``).
 
     Labels may be any values NumPy can sort: integers in any range, strings, floats.
     """
-    labels = _label_array(train_labels)
+    labels = label_array(train_labels)
     if labels.shape != (num_features,):
         raise SeedzooError(f"k-NN needs one label per training feature: {num_features} features "
                            f"but labels of shape {labels.shape}.")
@@ -258,13 +250,13 @@ def knn_scores(train_features, train_labels, test_features, test_labels,
     _check_options(ks, temperature, weights)
     device = torch.device(device or _device_of(train_features))
     classes, train_classes = _encode_labels(train_labels, len(train_features), device)
-    labels = _label_array(test_labels)
+    labels = label_array(test_labels)
     if labels.shape != (len(test_features),):
         raise SeedzooError(f"{len(test_features)} test features but test labels of shape "
                            f"{labels.shape}.")
     # Test labels unseen in training can never be predicted: map them past the known classes.
-    position = np.searchsorted(classes, labels).clip(max=len(classes) - 1)
-    truth = torch.from_numpy(np.where(classes[position] == labels, position, len(classes)))
+    position, known = class_positions(classes, labels)
+    truth = torch.from_numpy(np.where(known, position, len(classes)))
     truth = truth.to(device)
     ks = sorted({int(k) for k in ks})
     top1 = dict.fromkeys(ks, 0)
