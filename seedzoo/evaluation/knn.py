@@ -32,8 +32,8 @@ QUERY_CHUNK = 1024
 BANK_CHUNK = 65536
 # Top-k of a long row goes through the maxima of blocks of _SELECT_BLOCK columns: only the k
 # blocks with the largest maxima can hold the k largest values, so most of the row is skipped.
-# It pays off when the row has many more blocks than k (measured: 2x faster for k 20 out of
-# 60,000 columns, slower for k 200).
+# It pays off when the row has many more blocks than k, not for a k near the block count
+# (figures: docs/design-notes.md, knn.py).
 _SELECT_BLOCK = 32
 _BLOCKS_PER_K = 32
 
@@ -44,8 +44,8 @@ def _similarity_block(queries: torch.Tensor, bank: torch.Tensor, out: torch.Tens
 
     On CPU the product goes through NumPy's BLAS (OpenBLAS in the NumPy wheels), which
     threadpoolctl can hold to one thread per search worker; torch's MKL follows torch's
-    process-wide thread count instead. One thread of either runs this product at about
-    83 GFLOP/s on this project's 2-core AMD EPYC machines.
+    process-wide thread count instead; one thread of either runs it about as fast
+    (docs/design-notes.md, knn.py).
     """
     if out.device.type == "cpu":
         np.matmul(queries.numpy(), bank.numpy().T, out=out.numpy())
@@ -101,11 +101,10 @@ def _row_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _search_workers(device: torch.device) -> int:
     """Threads that search query chunks side by side: one per torch thread on CPU.
 
-    Each runs its own single-threaded product and top-k. On 2 cores (60,000 x 512 bank,
-    10,000 queries, k 20) this took 4.35 s against 4.99 s for one two-thread product after
-    another (medians of 5, alternating in one process): there the idle BLAS thread keeps
-    spinning on the core that the next top-k needs, and one-thread products run faster per
-    core (83 against 74 GFLOP/s).
+    Each runs its own single-threaded product and top-k. This beat one multi-threaded product
+    after another: there the idle BLAS thread keeps spinning on the core that the next top-k
+    needs, and one-thread products run faster per core (docs/design-notes.md, knn.py;
+    benchmarks/results/knn_speed.txt).
     """
     return torch.get_num_threads() if device.type == "cpu" else 1
 
@@ -209,7 +208,7 @@ def _encode_labels(train_labels, num_features: int, device) -> tuple[np.ndarray,
     if labels.shape != (num_features,):
         raise SeedzooError(f"k-NN needs one label per training feature: {num_features} features "
                            f"but labels of shape {labels.shape}.")
-    classes, inverse = np.unique(labels, return_inverse=True)  # 100x torch.unique on CPU
+    classes, inverse = np.unique(labels, return_inverse=True)  # far faster than torch.unique on CPU
     return classes, torch.from_numpy(inverse.reshape(-1)).to(device)
 
 
