@@ -1,6 +1,7 @@
 """The catalog: entries only from real runs, listing, loading by name, rebuild instructions."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +21,9 @@ import seedzoo
 from seedzoo.cli import main
 from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.zoo import push, save_pretrained
-from seedzoo.zoo.catalog import PACKAGE_CATALOG, REPO_CARDS_DIR, add_entry
+from seedzoo.zoo.catalog import DEFAULT_CARDS_DIR, PACKAGE_CATALOG, add_entry
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 FMNIST = {"knn_top1@20": 0.8125, "knn_top1@200": 0.8, "linear_top1": 0.8433}
 
 
@@ -48,7 +50,8 @@ def test_shipped_catalog_entries_have_real_figures_and_cards():
     for entry in entries:
         assert entry["evaluations"] and all(entry["evaluations"].values()), entry["name"]
         assert entry["hub"]["revision"], entry["name"]
-        assert (REPO_CARDS_DIR / entry["name"] / "README.md").is_file(), entry["name"]
+        card = REPOSITORY / DEFAULT_CARDS_DIR / entry["name"] / "README.md"
+        assert card.is_file() and entry["card"] == str(card.relative_to(REPOSITORY)), entry["name"]
     assert [e.name for e in seedzoo.list_models()] == [e["name"] for e in entries]
 
 
@@ -171,3 +174,12 @@ def test_a_catalog_entry_with_a_missing_or_unknown_field_is_named(catalog, run, 
     assert f"is not a seedzoo catalog ({message}" in capsys.readouterr().err
     with pytest.raises(SeedzooError, match="is not a seedzoo catalog"):
         add_entry("seed-other", run_dir, [eval_json], cards_dir=tmp_path / "cards")
+
+
+def test_cards_go_to_model_cards_of_the_current_folder(catalog, run, hf_cache, tmp_path,
+                                                        monkeypatch):
+    _, run_dir, eval_json = run
+    monkeypatch.chdir(tmp_path)
+    entry = add_entry("seed-tiny", run_dir, [eval_json])
+    assert entry.card == "model_cards/seed-tiny/README.md"
+    assert (tmp_path / entry.card).is_file()

@@ -1,9 +1,12 @@
 """`seedzoo` command line: a thin layer over the Python API.
 
-Each subcommand lives in its own module of this package and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-taking the parsed arguments. Heavy imports happen inside those callables so that
-``seedzoo --help`` stays fast.
+Each command lives in the module of this package named exactly as the command
+(``seedzoo eval`` in ``eval.py``); modules starting with ``_`` are helpers. A module
+exposes ``register(subparsers)``, which adds the parser named after the module with
+:func:`~seedzoo.cli._arguments.add_command` and sets ``func`` to a callable taking
+the parsed arguments. Seedzoo imports happen inside those callables, and option
+defaults taken from the library are :class:`~seedzoo.cli._arguments.LibraryDefault`
+values, read when first needed, so that ``seedzoo --help`` imports no torch.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import importlib
 import pkgutil
 import sys
 
+from seedzoo.cli._arguments import resolve_defaults
 from seedzoo.errors import SeedzooError
 
 # Order in which subcommands are listed in `seedzoo --help`; modules not named here follow.
-_ORDER = ["train", "evaluate", "export", "bench", "hub", "catalog"]
+_ORDER = ["train", "eval", "export", "bench", "push", "pull", "list", "catalog"]
 
 
 def _command_modules() -> list[str]:
@@ -37,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = resolve_defaults(build_parser().parse_args(argv))
     try:
         result = args.func(args)
     except SeedzooError as error:

@@ -3,7 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import inspect
 import math
+
+
+def add_command(subparsers, module: str, **options) -> argparse.ArgumentParser:
+    """The parser of the command named after ``module`` (its ``__name__``): ``seedzoo.cli.eval``
+    adds ``seedzoo eval``. ``options`` go to ``add_parser``."""
+    return subparsers.add_parser(module.rpartition(".")[2], **options)
+
+
+class LibraryDefault:
+    """An option default read from the library, so the CLI cannot drift from it.
+
+    ``where`` is ``"module:name"``: a constant, or with ``parameter`` the default of that
+    parameter of the callable. It is imported when first needed (help text or parsing), so
+    building the parser imports no torch; :func:`resolve_defaults` puts the value in place.
+    """
+
+    def __init__(self, where: str, parameter: str | None = None):
+        self.where, self.parameter = where, parameter
+
+    @functools.cached_property
+    def value(self):
+        module, _, name = self.where.partition(":")
+        found = getattr(importlib.import_module(module), name)
+        if self.parameter is None:
+            return found
+        return inspect.signature(found).parameters[self.parameter].default
+
+    def __str__(self) -> str:  # as %(default)s shows it, in the option's own syntax
+        value = self.value
+        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every untouched :class:`LibraryDefault` replaced by its value."""
+    for name, value in list(vars(args).items()):
+        if isinstance(value, LibraryDefault):
+            setattr(args, name, value.value)
+    return args
 
 
 def _non_negative(text: str, kind: type, wanted: str, *, allow_zero: bool):

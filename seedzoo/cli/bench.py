@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from seedzoo.cli._arguments import (
+    LibraryDefault,
+    add_command,
     add_model_arguments,
     load_model,
     non_negative_float,
@@ -10,10 +12,13 @@ from seedzoo.cli._arguments import (
     positive_int_list,
 )
 
+_BENCHMARK = "seedzoo.deploy.latency:benchmark_latency"
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench", help="latency of torch eager vs ONNX Runtime fp32 (and INT8), side by side",
+    parser = add_command(
+        subparsers, __name__,
+        help="latency of torch eager vs ONNX Runtime fp32 (and INT8), side by side",
         description="Time the torch model (eager), its ONNX file in ONNX Runtime through "
         "seedzoo's OrtEncoder and through a bare InferenceSession.run, and an INT8 file when "
         "given: same input, same threads, interleaved after warm-up until the time budget is "
@@ -27,19 +32,23 @@ def register(subparsers) -> None:
     parser.add_argument("--onnx", metavar="FILE", help="fp32 ONNX file exported from --model "
                         "(default: export one to a temporary folder)")
     parser.add_argument("--int8", metavar="FILE", help="INT8 ONNX file (seedzoo export --int8)")
-    parser.add_argument("--batch-sizes", type=positive_int_list("batch sizes"), default=[1, 8, 32],
-                        metavar="B,B,..",
-                        help="comma-separated batch sizes (default: 1,8,32)")
+    parser.add_argument("--batch-sizes", type=positive_int_list("batch sizes"),
+                        default=LibraryDefault(_BENCHMARK, "batch_sizes"), metavar="B,B,..",
+                        help="comma-separated batch sizes (default: %(default)s)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for torch and ONNX Runtime alike (default: torch's)")
-    parser.add_argument("--budget", type=non_negative_float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--budget", type=non_negative_float,
+                        default=LibraryDefault(_BENCHMARK, "budget_s"), metavar="SECONDS",
                         help="measuring time per batch size after warm-up, shared by the "
                         "backends (default: %(default)s)")
-    parser.add_argument("--min-iterations", type=positive_int, default=5, metavar="N",
+    parser.add_argument("--min-iterations", type=positive_int,
+                        default=LibraryDefault(_BENCHMARK, "min_iterations"), metavar="N",
                         help="calls per backend and batch size at least, whatever the budget "
                         "(default: %(default)s)")
     parser.add_argument("--out", metavar="FILE.json", help="write the full result as JSON")
-    parser.add_argument("--validate-dataset", default="fashion-mnist", metavar="NAME",
+    parser.add_argument("--validate-dataset",
+                        default=LibraryDefault("seedzoo.deploy.onnx_export:export_onnx",
+                                               "validate_dataset"), metavar="NAME",
                         help="dataset validating the temporary export made without --onnx "
                         "(default: %(default)s)")
     parser.add_argument("--data-root", metavar="DIR", help="where datasets are looked for")

@@ -1,19 +1,13 @@
-"""`seedzoo list` shows the catalog; `seedzoo catalog add` adds an entry from a real run."""
+"""`seedzoo catalog add`: add a catalog entry from a real run and write its model card."""
 
 from __future__ import annotations
 
+from seedzoo.cli._arguments import LibraryDefault, add_command
+
 
 def register(subparsers) -> None:
-    listing = subparsers.add_parser(
-        "list", help="the models seedzoo trained and evaluated (the catalog)",
-        description="Name, architecture, method, teacher, parameters, input size, k-NN and "
-        "linear top-1 per evaluated dataset, ONNX latency and where each model is published.")
-    listing.add_argument("pattern", nargs="?", default="*", help="name filter, e.g. 'seed-*'")
-    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
-    listing.set_defaults(func=run_list)
-
-    catalog = subparsers.add_parser("catalog", help="maintain the catalog")
-    actions = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
+    parser = add_command(subparsers, __name__, help="maintain the catalog")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser(
         "add", help="add or replace an entry from a real run and regenerate its model card",
         description="Figures are read from the evaluation (and benchmark) JSONs, never typed. "
@@ -32,31 +26,20 @@ def register(subparsers) -> None:
     add.add_argument("--endpoint", help="the hub's URL when it is not huggingface.co")
     add.add_argument("--public", action="store_true", help="it is published on a public hub")
     add.add_argument("--catalog", help="catalog file (default: $SEEDZOO_CATALOG or the package's)")
-    add.add_argument("--cards", help="model card folder (default: the repository's model_cards/)")
-    add.set_defaults(func=run_add)
+    add.add_argument("--cards", metavar="DIR",
+                     default=LibraryDefault("seedzoo.zoo.catalog:DEFAULT_CARDS_DIR"),
+                     help="model card folder, relative to the current folder (default: "
+                     "%(default)s, as in the repository root)")
+    add.set_defaults(func=run)
 
 
-def run_list(args) -> int:
-    import json
-
-    from seedzoo.zoo.catalog import format_table, list_models
-
-    entries = list_models(args.pattern)
-    if args.json:
-        print(json.dumps([e.to_dict() for e in entries], indent=2))
-    else:
-        print(format_table(entries))
-    return 0
-
-
-def run_add(args) -> int:
+def run(args) -> int:
     from seedzoo.zoo.catalog import add_entry, format_table
 
     entry = add_entry(args.name, args.folder, args.evaluations, bench=args.bench,
                       run=args.summary, repo_id=args.repo_id, revision=args.revision,
                       endpoint=args.endpoint, public=args.public, command=args.command,
-                      recipe=args.recipe, catalog=args.catalog,
-                      cards_dir=args.cards)
+                      recipe=args.recipe, catalog=args.catalog, cards_dir=args.cards)
     print(format_table([entry]))
     print(f"model card: {entry.card}")
     return 0

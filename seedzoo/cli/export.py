@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import add_model_arguments, load_model, positive_int
+from seedzoo.cli._arguments import (
+    LibraryDefault,
+    add_command,
+    add_model_arguments,
+    load_model,
+    positive_int,
+)
+
+_EXPORT = "seedzoo.deploy.onnx_export:export_onnx"
+_QUANTIZE = "seedzoo.deploy.quantize:quantize_int8"
+_COMPARE = "seedzoo.evaluation.int8:compare_knn"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "export", help="export an encoder to ONNX, validated against torch (optionally INT8)",
+    parser = add_command(
+        subparsers, __name__,
+        help="export an encoder to ONNX, validated against torch (optionally INT8)",
         description="Export an encoder to ONNX with a dynamic batch axis (torch.onnx dynamo "
         "exporter, explicit opset). The file records its preprocessing (input size, mean, std, "
         "interpolation, crop) and the source model id and revision in its metadata. It is "
@@ -19,9 +30,10 @@ def register(subparsers) -> None:
         "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist")
     add_model_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write it")
-    parser.add_argument("--opset", type=int, default=18,
-                        help="ONNX opset, 17 or later (default: %(default)s)")
-    parser.add_argument("--validate-dataset", default="fashion-mnist", metavar="NAME",
+    parser.add_argument("--opset", type=int, default=LibraryDefault(_EXPORT, "opset"),
+                        help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--validate-dataset", metavar="NAME",
+                        default=LibraryDefault(_EXPORT, "validate_dataset"),
                         help="registry dataset whose test images validate the export "
                         "(default: %(default)s; also digits, cifar10, imagefolder:<path>, ...)")
     parser.add_argument("--data-root", metavar="DIR",
@@ -32,17 +44,21 @@ def register(subparsers) -> None:
                       "activations)")
     int8.add_argument("--int8-out", metavar="FILE.onnx",
                       help="where the INT8 copy goes (default: <out stem>.int8.onnx)")
-    int8.add_argument("--calib-dataset", default="fashion-mnist", metavar="NAME",
+    int8.add_argument("--calib-dataset", default=LibraryDefault(_QUANTIZE, "calib_dataset"),
+                      metavar="NAME",
                       help="registry dataset whose training images calibrate activation ranges "
                       "(default: %(default)s)")
-    int8.add_argument("--calib-size", type=positive_int, default=256, metavar="N",
+    int8.add_argument("--calib-size", type=positive_int,
+                      default=LibraryDefault(_QUANTIZE, "calib_size"), metavar="N",
                       help="calibration images, a seeded random subset (default: %(default)s)")
     int8.add_argument("--knn-dataset", metavar="NAME",
                       help="compare the k-NN top-1 of fp32 and INT8 on this dataset")
-    int8.add_argument("--knn-train", type=positive_int, default=2000, metavar="N",
+    int8.add_argument("--knn-train", type=positive_int,
+                      default=LibraryDefault(_COMPARE, "train_limit"), metavar="N",
                       help="training images in the k-NN bank, a seeded subset "
                       "(default: %(default)s)")
-    int8.add_argument("--knn-test", type=positive_int, default=1000, metavar="N",
+    int8.add_argument("--knn-test", type=positive_int,
+                      default=LibraryDefault(_COMPARE, "test_limit"), metavar="N",
                       help="test images classified, a seeded subset (default: %(default)s)")
     parser.set_defaults(func=run)
 

@@ -6,10 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
+from seedzoo.cli._arguments import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train an encoder from a recipe (SEED, MoCo v2, SimCLR)",
+    parser = add_command(
+        subparsers, __name__, help="train an encoder from a recipe (SEED, MoCo v2, SimCLR)",
         description="Train an encoder from a YAML recipe (see configs/). Several processes: "
         "torchrun --nproc-per-node N -m seedzoo train ...",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,22 +13,17 @@
    the file's metadata, so wrong metadata fails as surely as a wrong weight);
 5. only then moves the file into place; a file that fails validation is never left at ``path``.
 
-Why the dynamo exporter (compared with the TorchScript one, ``dynamo=False``, on resnet18,
-efficientnet_b0, mobilenetv3_large_100 and vit_tiny_patch16_224, torch 2.14 / ORT 1.32):
-both graphs reproduce torch (max abs error <= 3e-6 at batch 1 and 5) and run equally fast
-once ORT has optimised them (interleaved ORT latency ratio dynamo/TorchScript 0.99-1.05), but
-the dynamo graph is smaller (resnet18 48 vs 68 nodes, ViT-Tiny 502 vs 954), it exports the
-ViT from symbolic shapes where the TorchScript tracer warns that it bakes a traced tensor
-into a Python constant, and the TorchScript exporter is deprecated and scheduled for removal.
-Its cost is export time (seconds instead of under one), paid once per model.
+Why the dynamo exporter rather than the TorchScript one (``dynamo=False``): both graphs
+reproduce torch and run equally fast once ORT has optimised them, but the dynamo graph is
+smaller, it exports a ViT from symbolic shapes where the TorchScript tracer warns that it
+bakes a traced tensor into a Python constant, and the TorchScript exporter is deprecated and
+scheduled for removal. Its cost is a slower export, paid once per model.
 
-Graph simplification, measured (ORT 1.32, 1 thread, batch 1, interleaved): the dynamo
-exporter's own optimiser (``optimize=True``: constant folding, BatchNorm folding, dead and
-redundant op removal; what onnxsim does) is kept on: without it the graphs are 3-4x larger
-(mobilenetv3_large_100 442 vs 139 nodes, resnet18 178 vs 48) and ORT runs them 1.4x
-(resnet18) to 3.5x (mobilenetv3_large_100) slower. Saving ORT's offline-optimised graph
-(ORT_ENABLE_EXTENDED) on top gained nothing (latency ratio 0.98-1.17, session creation
-0.06-0.10 s either way), so it is not done; onnxsim is not needed.
+Graph simplification: the dynamo exporter's own optimiser (``optimize=True``: constant
+folding, BatchNorm folding, dead and redundant op removal; what onnxsim does) is kept on:
+without it the graphs are several times larger and ORT runs them slower. Saving ORT's
+offline-optimised graph (ORT_ENABLE_EXTENDED) on top gained nothing, so it is not done;
+onnxsim is not needed. The measurements: docs/design-notes.md, onnx_export.py.
 """
 
 from __future__ import annotations
@@ -50,6 +45,7 @@ from seedzoo.deploy.runtime import PREPROCESSING_KEYS, OrtEncoder, decode_metada
 from seedzoo.errors import DatasetNotFoundError, SeedzooError
 from seedzoo.files import atomic_write_path
 from seedzoo.provenance import __version__ as seedzoo_version
+from seedzoo.zoo.hub import hub_spec, split_revision
 from seedzoo.zoo.pretrained import weights_fingerprint
 
 DEFAULT_OPSET = 18
@@ -121,8 +117,8 @@ def model_source(model: nn.Module) -> tuple[str | None, str | None]:
     configs name a hub id too (without a commit), but a freshly built model has none of its
     weights, so only a pinned id counts.
     """
-    repo_id, _, revision = str(dict(model.pretrained_cfg).get("hf_hub_id") or "").partition("@")
-    return (f"hf-hub:{repo_id}", revision) if repo_id and revision else (None, None)
+    repo_id, revision = split_revision(str(dict(model.pretrained_cfg).get("hf_hub_id") or ""))
+    return (hub_spec(repo_id), revision) if repo_id and revision else (None, None)
 
 
 def export_metadata(model: nn.Module, *, model_id: str | None = None,

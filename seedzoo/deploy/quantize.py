@@ -6,14 +6,14 @@ per tensor with MinMax ranges collected on ``calib_size`` training images of a r
 preprocessed exactly as the fp32 file's metadata says. The INT8 file keeps the fp32 file's
 metadata (so it describes itself too) and records how it was quantized.
 
-Choices, measured on this project's 2-core AVX2 (no VNNI) CPU with mobilenetv3_large_100:
+Choices (measured on an AVX2 CPU without VNNI; figures in docs/design-notes.md, quantize.py):
 
 - ``reduce_range=True`` (7-bit weights): without VNNI, x86 INT8 kernels multiply u8 x s8 pairs
   into saturating 16-bit sums; full-range weights lost accuracy (cosine to fp32 features on
-  held-out images mean 0.969, worst 0.886) where reduced range kept it (mean 0.997, worst 0.996)
-  at the same speed. Pass ``reduce_range=False`` only for VNNI/AMX targets.
+  held-out images) where reduced range kept it, at the same speed. Pass
+  ``reduce_range=False`` only for VNNI/AMX targets.
 - No ``quant_pre_process``: the dynamo-exported graph already has BatchNorm folded and shapes
-  inferred; pre-processing changed neither accuracy (0.9972 vs 0.9973) nor speed.
+  inferred; pre-processing changed neither accuracy nor speed.
 - Depthwise convolutions (MobileNet, EfficientNet) gain little from INT8 on AVX2 and pay for
   the extra quantize/dequantize steps, so INT8 can be slower than fp32 there; the latency
   benchmark reports it as measured.

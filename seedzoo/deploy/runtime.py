@@ -6,18 +6,18 @@ where the weights came from. :class:`OrtEncoder` reads them back into a timm-sty
 ``pretrained_cfg``, so ``seedzoo.transform_for(OrtEncoder("model.onnx"))`` builds the same
 transform as for the torch model, and the encoder is a drop-in for feature extraction.
 
-Session options (:func:`session_options`), chosen deliberately and measured on 2-core AVX2 CPUs
-with MobileNet-v3 / ResNet-18 at batch 1 and 32:
+Session options (:func:`session_options`), chosen deliberately (the measurements are in
+docs/design-notes.md, runtime.py):
 
 - ``intra_op_num_threads``: the thread count asked for, by default torch's
   (``torch.get_num_threads()``), so ORT and torch compete on equal terms in one process;
 - ``inter_op_num_threads=1`` and ``ORT_SEQUENTIAL``: these encoders are a single chain of ops,
   parallel branches would only add thread hand-offs;
 - ``ORT_ENABLE_ALL``: all graph fusions plus the CPU's blocked (NCHWc) conv layout;
-- CPU memory arena and memory pattern on (ORT's defaults, kept on purpose): turning the arena
-  off was 10-30% slower, turning the memory pattern off up to 35% slower at batch 1;
+- CPU memory arena and memory pattern on (ORT's defaults, kept on purpose): turning either off
+  was slower;
 - thread spinning left on (ORT's default): lowest latency when the cores are the model's. On an
-  oversubscribed machine ``allow_spinning=False`` measured 6-15% faster; pass it there.
+  oversubscribed machine ``allow_spinning=False`` was faster; pass it there.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from seedzoo.errors import SeedzooError
+from seedzoo.evaluation.arrays import as_tensor, class_positions, label_array
 
 DEFAULT_KS = (10, 20, 100, 200)
 WEIGHTINGS = ("distance", "uniform")
@@ -31,15 +32,10 @@ QUERY_CHUNK = 1024
 BANK_CHUNK = 65536
 # Top-k of a long row goes through the maxima of blocks of _SELECT_BLOCK columns: only the k
 # blocks with the largest maxima can hold the k largest values, so most of the row is skipped.
-# It pays off when the row has many more blocks than k (measured: 2x faster for k 20 out of
-# 60,000 columns, slower for k 200).
+# It pays off when the row has many more blocks than k, not for a k near the block count
+# (figures: docs/design-notes.md, knn.py).
 _SELECT_BLOCK = 32
 _BLOCKS_PER_K = 32
-
-
-def _as_tensor(values, dtype: torch.dtype, device=None) -> torch.Tensor:
-    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
-    return tensor.detach().to(device=device, dtype=dtype)
 
 
 def _similarity_block(queries: torch.Tensor, bank: torch.Tensor, out: torch.Tensor
@@ -48,8 +44,8 @@ def _similarity_block(queries: torch.Tensor, bank: torch.Tensor, out: torch.Tens
 
     On CPU the product goes through NumPy's BLAS (OpenBLAS in the NumPy wheels), which
     threadpoolctl can hold to one thread per search worker; torch's MKL follows torch's
-    process-wide thread count instead. One thread of either runs this product at about
-    83 GFLOP/s on this project's 2-core AMD EPYC machines.
+    process-wide thread count instead; one thread of either runs it about as fast
+    (docs/design-notes.md, knn.py).
     """
     if out.device.type == "cpu":
         np.matmul(queries.numpy(), bank.numpy().T, out=out.numpy())
@@ -105,11 +101,10 @@ def _row_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _search_workers(device: torch.device) -> int:
     """Threads that search query chunks side by side: one per torch thread on CPU.
 
-    Each runs its own single-threaded product and top-k. On 2 cores (60,000 x 512 bank,
-    10,000 queries, k 20) this took 4.35 s against 4.99 s for one two-thread product after
-    another (medians of 5, alternating in one process): there the idle BLAS thread keeps
-    spinning on the core that the next top-k needs, and one-thread products run faster per
-    core (83 against 74 GFLOP/s).
+    Each runs its own single-threaded product and top-k. This beat one multi-threaded product
+    after another: there the idle BLAS thread keeps spinning on the core that the next top-k
+    needs, and one-thread products run faster per core (docs/design-notes.md, knn.py;
+    benchmarks/results/knn_speed.txt).
     """
     return torch.get_num_threads() if device.type == "cpu" else 1
 
@@ -128,8 +123,8 @@ def iter_neighbors(train_features, test_features, k: int, *, query_chunk: int = 
     if device is None:
         device = train_features.device if isinstance(train_features, torch.Tensor) else "cpu"
     device = torch.device(device)
-    bank = _as_tensor(train_features, torch.float32, device)
-    queries_all = _as_tensor(test_features, torch.float32, device)
+    bank = as_tensor(train_features, torch.float32, device)
+    queries_all = as_tensor(test_features, torch.float32, device)
     _check_features(bank, queries_all)
     if query_chunk < 1 or bank_chunk < 1:
         raise SeedzooError(f"query_chunk and bank_chunk must be at least 1, got {query_chunk} "
@@ -204,20 +199,16 @@ def _check_options(ks: Sequence[int], temperature: float, weights: str) -> None:
         raise SeedzooError(f"k-NN temperature must be positive, got {temperature}.")
 
 
-def _label_array(labels) -> np.ndarray:
-    return labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-
-
 def _encode_labels(train_labels, num_features: int, device) -> tuple[np.ndarray, torch.Tensor]:
     """(sorted distinct labels, each training label's index into them, on ``device``).
 
     Labels may be any values NumPy can sort: integers in any range, strings, floats.
     """
-    labels = _label_array(train_labels)
+    labels = label_array(train_labels)
     if labels.shape != (num_features,):
         raise SeedzooError(f"k-NN needs one label per training feature: {num_features} features "
                            f"but labels of shape {labels.shape}.")
-    classes, inverse = np.unique(labels, return_inverse=True)  # 100x torch.unique on CPU
+    classes, inverse = np.unique(labels, return_inverse=True)  # far faster than torch.unique on CPU
     return classes, torch.from_numpy(inverse.reshape(-1)).to(device)
 
 
@@ -258,13 +249,13 @@ def knn_scores(train_features, train_labels, test_features, test_labels,
     _check_options(ks, temperature, weights)
     device = torch.device(device or _device_of(train_features))
     classes, train_classes = _encode_labels(train_labels, len(train_features), device)
-    labels = _label_array(test_labels)
+    labels = label_array(test_labels)
     if labels.shape != (len(test_features),):
         raise SeedzooError(f"{len(test_features)} test features but test labels of shape "
                            f"{labels.shape}.")
     # Test labels unseen in training can never be predicted: map them past the known classes.
-    position = np.searchsorted(classes, labels).clip(max=len(classes) - 1)
-    truth = torch.from_numpy(np.where(classes[position] == labels, position, len(classes)))
+    position, known = class_positions(classes, labels)
+    truth = torch.from_numpy(np.where(known, position, len(classes)))
     truth = truth.to(device)
     ks = sorted({int(k) for k in ks})
     top1 = dict.fromkeys(ks, 0)

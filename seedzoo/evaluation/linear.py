@@ -25,13 +25,9 @@ import torch.nn.functional as F
 
 from seedzoo.data.subsets import class_balanced_indices, holdout_split
 from seedzoo.errors import SeedzooError
+from seedzoo.evaluation.arrays import as_tensor, class_positions, label_array
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
-
-
-def _tensor(values, dtype, device) -> torch.Tensor:
-    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
-    return tensor.to(device=device, dtype=dtype)
 
 
 def _require(valid: bool, what: str, value, requirement: str) -> None:
@@ -91,7 +87,7 @@ class LinearProbe:
         return features.device if isinstance(features, torch.Tensor) else torch.device("cpu")
 
     def _standardise(self, features) -> torch.Tensor:
-        x = _tensor(features, torch.float32, self.mean_.device)
+        x = as_tensor(features, torch.float32, self.mean_.device)
         if x.ndim != 2 or x.shape[1] != len(self.mean_):
             raise SeedzooError(f"Expected features of shape (n, {len(self.mean_)}), "
                                f"got {tuple(x.shape)}.")
@@ -142,8 +138,8 @@ class LinearProbe:
     def fit(self, features, labels) -> LinearProbe:
         """Choose the weight decay on held-out training features, then fit on all of them."""
         device = self._device(features)
-        x = _tensor(features, torch.float32, device)
-        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        x = as_tensor(features, torch.float32, device)
+        labels = label_array(labels)
         if x.ndim != 2 or len(x) != len(labels) or len(x) == 0:
             raise SeedzooError(f"A linear probe needs features (n, dim) and n labels; got "
                                f"{tuple(x.shape)} features and {len(labels)} labels.")
@@ -181,9 +177,7 @@ class LinearProbe:
         return self.classes_[best]
 
     def _encode(self, labels) -> torch.Tensor:
-        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
-        position = np.searchsorted(self.classes_, labels).clip(max=len(self.classes_) - 1)
-        known = self.classes_[position] == labels
+        position, known = class_positions(self.classes_, labels)
         return torch.as_tensor(np.where(known, position, -1), device=self.mean_.device)
 
     def score(self, features, labels, k: int = 1) -> float:
@@ -209,8 +203,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels,
 def fewshot_probe(train_features, train_labels, test_features, test_labels, fraction: float,
                   seed: int = 0, **options) -> dict:
     """:func:`linear_probe` trained on a class-balanced seeded ``fraction`` of the training set."""
-    labels = np.asarray(train_labels.cpu() if isinstance(train_labels, torch.Tensor)
-                        else train_labels)
+    labels = label_array(train_labels)
     subset = class_balanced_indices(labels, fraction, seed)
     features = train_features[torch.as_tensor(subset)] if isinstance(
         train_features, torch.Tensor) else np.asarray(train_features)[subset]

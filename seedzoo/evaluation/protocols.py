@@ -18,6 +18,7 @@ from seedzoo.evaluation.features import FeatureCache, dataset_features
 from seedzoo.evaluation.knn import DEFAULT_KS, knn_scores
 from seedzoo.evaluation.linear import LinearProbe, fewshot_probe, linear_probe
 from seedzoo.results import make_report
+from seedzoo.zoo.hub import split_revision
 from seedzoo.zoo.pretrained import weights_fingerprint
 
 PROTOCOLS = ("knn", "linear", "fewshot")
@@ -37,9 +38,8 @@ def parse_protocols(text: str | Sequence[str]) -> list[str]:
 def model_identity(model) -> dict:
     """Architecture and hub revision recorded on a model's ``pretrained_cfg``, when known."""
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    hub_id = cfg.get("hf_hub_id") or ""
-    return {"arch": cfg.get("architecture"),
-            "revision": hub_id.split("@", 1)[1] if "@" in hub_id else cfg.get("revision")}
+    _, revision = split_revision(cfg.get("hf_hub_id") or "")
+    return {"arch": cfg.get("architecture"), "revision": revision or cfg.get("revision")}
 
 
 def _probe_settings(probe: LinearProbe) -> dict:

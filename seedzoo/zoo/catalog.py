@@ -4,10 +4,11 @@ Entries live in ``seedzoo/zoo/catalog.json`` (or the file named by ``SEEDZOO_CAT
 one is made by :func:`add_entry` from a real run: the encoder folder, the evaluation JSON of
 ``seedzoo eval`` (one per dataset) and optionally the ONNX latency JSON of ``seedzoo bench``;
 figures are copied from those files, never typed in. :func:`add_entry` also regenerates the
-entry's card in ``model_cards/<name>/README.md``. From the command line::
+entry's card in ``<cards_dir>/<name>/README.md`` (default ``model_cards/`` of the current
+folder: run it from the repository root). From the command line::
 
     seedzoo catalog add NAME RUN_DIR --eval EVAL.json [--eval ...] [--bench BENCH.json]
-        [--repo-id ORG/NAME --revision SHA [--endpoint URL] --public]
+        [--repo-id ORG/NAME --revision SHA [--endpoint URL] --public] [--cards DIR]
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ from pathlib import Path
 from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.files import dump_yaml, write_text_atomic
 from seedzoo.zoo.card import gather_facts, model_card
-from seedzoo.zoo.hub import download, hub_cache_dir, publish_target, publish_to_cache
+from seedzoo.zoo.hub import (
+    download,
+    hub_cache_dir,
+    hub_spec,
+    publish_target,
+    publish_to_cache,
+)
 from seedzoo.zoo.layout import HUB_FILES
 
 CATALOG_ENV = "SEEDZOO_CATALOG"
 PACKAGE_CATALOG = Path(__file__).with_name("catalog.json")
-REPO_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+DEFAULT_CARDS_DIR = Path("model_cards")  # relative to the current folder
 NOT_PUBLIC = "not published on a public hub"
 
 
@@ -70,7 +77,7 @@ class ModelEntry:
 
     @property
     def hub_spec(self) -> str:
-        return f"hf-hub:{self.hub['repo_id']}@{self.hub['revision']}"
+        return hub_spec(self.hub["repo_id"], self.hub["revision"])
 
     def top1(self, dataset: str, protocol: str) -> float | None:
         """k-NN (``"knn"``, k=20 when present) or linear (``"linear"``) top-1 on ``dataset``."""
@@ -177,16 +184,17 @@ def download_entry(entry: ModelEntry, *, revision: str | None = None,
 
 
 def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it lies in it (entries are committed)."""
-    root = REPO_CARDS_DIR.parent
-    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+    """``path`` relative to the current folder when it lies in it (entries are committed from
+    the repository root)."""
+    path, here = path.absolute(), Path.cwd()
+    return str(path.relative_to(here) if path.is_relative_to(here) else path)
 
 
 def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
               bench=None, run=None, repo_id: str | None = None, revision: str | None = None,
               endpoint: str | None = None, public: bool = False, command: str | None = None,
               recipe: str | None = None, catalog: str | os.PathLike | None = None,
-              cards_dir: str | os.PathLike | None = None) -> ModelEntry:
+              cards_dir: str | os.PathLike = DEFAULT_CARDS_DIR) -> ModelEntry:
     """Add (or replace) the entry ``name`` from a real run, and write its card.
 
     ``folder_or_run`` is the encoder folder or the run folder holding it; ``evaluations`` are
@@ -194,8 +202,8 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     latency JSON; ``run`` the run summary (found in the run folder when omitted). ``repo_id``
     and ``revision`` say where it is published (``public`` when on a public hub). ``command``
     and ``recipe`` (default: from the run summary) rebuild it. The card is written to
-    ``cards_dir/name/README.md`` (default: the repository's ``model_cards/``), with the run's
-    resolved recipe beside it as ``recipe.yaml``.
+    ``cards_dir/name/README.md`` (default: ``model_cards/`` in the current folder), with the
+    run's resolved recipe beside it as ``recipe.yaml``.
     """
     if not evaluations:
         raise SeedzooError(f"A catalog entry needs real figures: give the evaluation JSON of "
@@ -207,7 +215,7 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
         revision = publish_to_cache(folder_or_run, repo_id).revision
     facts = gather_facts(folder_or_run, name=name, run=run, evaluations=evaluations, bench=bench,
                          repo_id=repo_id, revision=revision)
-    card_dir = (Path(cards_dir) if cards_dir else REPO_CARDS_DIR) / name
+    card_dir = Path(cards_dir) / name
     if facts.run_config:
         recipe_path = card_dir / "recipe.yaml"
         write_text_atomic(recipe_path, dump_yaml(facts.run_config))

@@ -35,6 +35,7 @@ from seedzoo.zoo.layout import (
 from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
 
 HUB_PREFIX = "hf-hub:"
+DEFAULT_BRANCH = "main"
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -51,7 +52,19 @@ class Publication:
     @property
     def spec(self) -> str:
         """The pinned spec that loads exactly this publication."""
-        return f"{HUB_PREFIX}{self.repo_id}@{self.revision}"
+        return hub_spec(self.repo_id, self.revision)
+
+
+def hub_spec(repo_id: str, revision: str | None = None) -> str:
+    """``"hf-hub:org/name"``, with ``@revision`` when given: the spec :func:`parse_hub_id` reads."""
+    return f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def split_revision(hub_id: str) -> tuple[str, str | None]:
+    """``"org/name@rev"`` -> ``("org/name", "rev")``; the revision is None without ``@rev``.
+    Unchecked: :func:`parse_hub_id` also validates the name."""
+    repo_id, _, revision = hub_id.partition("@")
+    return repo_id, revision or None
 
 
 def parse_hub_id(spec: str) -> tuple[str, str | None]:
@@ -61,16 +74,16 @@ def parse_hub_id(spec: str) -> tuple[str, str | None]:
     from huggingface_hub.utils import validate_repo_id
 
     body = spec.removeprefix(HUB_PREFIX)
-    repo_id, _, revision = body.partition("@")
+    repo_id, revision = split_revision(body)
     usage = "use hf-hub:org/name or hf-hub:org/name@revision (a branch, tag or commit sha)."
-    if not _REPO_ID.fullmatch(repo_id) or (revision == "" and "@" in body):
+    if not _REPO_ID.fullmatch(repo_id) or (revision is None and "@" in body):
         raise ModelNotFoundError(f"{spec!r} is not a hub id: {usage}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise ModelNotFoundError(f"{spec!r} is not a hub id ({str(error).rstrip('.')}); "
                                  f"{usage}") from None
-    return repo_id, revision or None
+    return repo_id, revision
 
 
 def publish_target(repo_id: str) -> str:
@@ -145,7 +158,7 @@ def push(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | None
     where = api.endpoint
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision not in (None, "main"):
+        if revision not in (None, DEFAULT_BRANCH):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         message = commit_message or f"Upload {folder.name} with seedzoo"
         return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
@@ -177,7 +190,7 @@ def _link_or_copy(blob: Path, link: Path) -> None:
 
 def publish_to_cache(folder_or_run: str | os.PathLike, repo_id: str, *,
                      cache_dir: str | os.PathLike | None = None,
-                     revision: str = "main") -> Publication:
+                     revision: str = DEFAULT_BRANCH) -> Publication:
     """Write an encoder folder into the local Hugging Face cache as ``repo_id`` at ``revision``.
 
     The files go where ``huggingface_hub`` puts downloads (``blobs/``, ``snapshots/<commit>/``,
@@ -218,7 +231,7 @@ def publish(folder_or_run: str | os.PathLike, repo_id: str, *, endpoint: str | N
                     private=private, commit_message=commit_message)
         return Publication(repo_id, info.oid, "hub", info.commit_url)
     return publish_to_cache(folder_or_run, repo_id, cache_dir=cache_dir,
-                            revision=revision or "main")
+                            revision=revision or DEFAULT_BRANCH)
 
 
 def _not_cached_message(spec: str, cache: Path, reason: str, offline: bool) -> str:

@@ -6,6 +6,8 @@ import argparse
 import os
 
 from seedzoo.cli._arguments import (
+    LibraryDefault,
+    add_command,
     non_negative_float_list,
     non_negative_int,
     positive_float,
@@ -15,11 +17,14 @@ from seedzoo.cli._arguments import (
 
 DESCRIPTION = """\
 Evaluate the frozen features of an encoder on a dataset's test split, training only on its
-train split: weighted k-NN (cosine, exp(sim/T) votes; k 10, 20, 100, 200), a linear probe
+train split: weighted k-NN (cosine, exp(sim/T) votes; several k at once), a linear probe
 (logistic regression on standardised features, weight decay chosen on held-out training
 data) and few-shot linear probes on class-balanced 1% and 10% subsets. Features are
 extracted once and cached on disk. Prints a table; --out writes the results as JSON
 (metrics + full configuration + package versions)."""
+
+_EVALUATE = "seedzoo.evaluation.protocols:evaluate"
+_PROBE = "seedzoo.evaluation.linear:LinearProbe"
 
 EPILOG = """\
 model specs: pixels (raw pixels, the baseline), timm:<arch> (random weights), a catalog
@@ -36,8 +41,8 @@ examples:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "eval", help="k-NN, linear-probe and few-shot accuracy of a frozen encoder",
+    parser = add_command(
+        subparsers, __name__, help="k-NN, linear-probe and few-shot accuracy of a frozen encoder",
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to evaluate")
@@ -50,62 +55,71 @@ def register(subparsers) -> None:
     what.add_argument("--data-root", metavar="DIR",
                       help="folder holding torchvision-style datasets "
                            "(default: $SEEDZOO_DATA_ROOT or ./data)")
-    what.add_argument("--protocol", default="knn,linear,fewshot", metavar="LIST",
-                      help="comma-separated protocols among knn, linear, fewshot "
-                           "(default: all three)")
+    what.add_argument("--protocol", default=LibraryDefault(_EVALUATE, "protocols"),
+                      metavar="LIST", help="comma-separated protocols among knn, linear, "
+                                           "fewshot (default: %(default)s)")
     what.add_argument("--limit-train", type=positive_int, metavar="N",
                       help="use a seeded random subset of N training images (quick runs)")
     what.add_argument("--limit-test", type=positive_int, metavar="N",
                       help="use a seeded random subset of N test images (quick runs)")
-    what.add_argument("--seed", type=int, default=0,
-                      help="seed of subsets, held-out splits and probe training (default 0)")
+    what.add_argument("--seed", type=int, default=LibraryDefault(_EVALUATE, "seed"),
+                      help="seed of subsets, held-out splits and probe training "
+                           "(default %(default)s)")
 
-    run = parser.add_argument_group("how to run")
-    run.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
-                     help="torch (default), or onnxruntime to run an exported --onnx file")
-    run.add_argument("--onnx", metavar="FILE",
-                     help="exported encoder to run with ONNX Runtime (implies "
-                          "--backend onnxruntime)")
-    run.add_argument("--threads", type=positive_int, metavar="N",
-                     help="ONNX Runtime intra-op threads (default: torch's thread count)")
-    run.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
-                                      "(default: cuda if available for torch encoders with "
-                                      "weights, else cpu)")
-    run.add_argument("--batch-size", type=positive_int, default=256,
-                     help="images per forward pass (default 256)")
-    run.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
-                     metavar="N",
-                     help="data-loading worker processes (default: min(4, CPUs))")
-    run.add_argument("--cache-dir", metavar="DIR",
-                     help="feature cache folder (default: $SEEDZOO_CACHE/features or "
-                          "~/.cache/seedzoo/features)")
-    run.add_argument("--no-cache", action="store_true",
-                     help="extract features afresh and do not store them")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    running = parser.add_argument_group("how to run")
+    running.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
+                         help="torch (default), or onnxruntime to run an exported --onnx file")
+    running.add_argument("--onnx", metavar="FILE",
+                         help="exported encoder to run with ONNX Runtime (implies "
+                         "--backend onnxruntime)")
+    running.add_argument("--threads", type=positive_int, metavar="N",
+                         help="ONNX Runtime intra-op threads (default: torch's thread count)")
+    running.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
+                         "(default: cuda if available for torch encoders with "
+                         "weights, else cpu)")
+    running.add_argument("--batch-size", type=positive_int,
+                         default=LibraryDefault(_EVALUATE, "batch_size"),
+                         help="images per forward pass (default %(default)s)")
+    running.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                         metavar="N",
+                         help="data-loading worker processes (default: min(4, CPUs))")
+    running.add_argument("--cache-dir", metavar="DIR",
+                         help="feature cache folder (default: $SEEDZOO_CACHE/features or "
+                         "~/.cache/seedzoo/features)")
+    running.add_argument("--no-cache", action="store_true",
+                         help="extract features afresh and do not store them")
+    running.add_argument("--quiet", action="store_true", help="no progress bars")
 
     knn = parser.add_argument_group("k-NN")
-    knn.add_argument("--knn-k", type=positive_int_list("k values"), default=[10, 20, 100, 200],
-                     metavar="LIST",
-                     help="neighbour counts, all scored from one search (default 10,20,100,200)")
-    knn.add_argument("--knn-temperature", type=positive_float, default=0.07, metavar="T",
-                     help="vote weight exp(similarity / T) (default 0.07)")
-    knn.add_argument("--knn-weights", choices=("distance", "uniform"), default="distance",
-                     help="distance: exp(sim/T) votes (default); uniform: majority vote")
+    knn.add_argument("--knn-k", type=positive_int_list("k values"),
+                     default=LibraryDefault(_EVALUATE, "ks"), metavar="LIST",
+                     help="neighbour counts, all scored from one search (default %(default)s)")
+    knn.add_argument("--knn-temperature", type=positive_float,
+                     default=LibraryDefault(_EVALUATE, "temperature"), metavar="T",
+                     help="vote weight exp(similarity / T) (default %(default)s)")
+    knn.add_argument("--knn-weights", choices=("distance", "uniform"),
+                     default=LibraryDefault(_EVALUATE, "knn_weights"),
+                     help="distance: exp(sim/T) votes; uniform: majority vote "
+                          "(default %(default)s)")
 
     probe = parser.add_argument_group("linear probe and few-shot")
-    probe.add_argument("--probe-epochs", type=positive_int, default=10, metavar="N",
-                       help="SGD epochs over the training features (default 10)")
-    probe.add_argument("--probe-lr", type=positive_float, default=0.05, metavar="LR",
-                       help="peak learning rate, cosine-annealed to zero (default 0.05)")
-    probe.add_argument("--probe-min-steps", type=positive_int, default=500, metavar="N",
+    probe.add_argument("--probe-epochs", type=positive_int,
+                       default=LibraryDefault(_PROBE, "epochs"), metavar="N",
+                       help="SGD epochs over the training features (default %(default)s)")
+    probe.add_argument("--probe-lr", type=positive_float, default=LibraryDefault(_PROBE, "lr"),
+                       metavar="LR",
+                       help="peak learning rate, cosine-annealed to zero (default %(default)s)")
+    probe.add_argument("--probe-min-steps", type=positive_int,
+                       default=LibraryDefault(_PROBE, "min_steps"), metavar="N",
                        help="at least this many SGD steps, so small (few-shot) sets converge "
-                            "(default 500)")
-    probe.add_argument("--weight-decays", type=non_negative_float_list, metavar="LIST",
+                            "(default %(default)s)")
+    probe.add_argument("--weight-decays", type=non_negative_float_list,
+                       default=LibraryDefault(_PROBE, "weight_decays"), metavar="LIST",
                        help="weight-decay grid, chosen on held-out training features "
-                            "(default 0,1e-5,1e-4,1e-3,1e-2)")
+                            "(default %(default)s)")
 
     parser.add_argument("--out", metavar="FILE", help="write the results JSON here (atomically)")
-    parser.set_defaults(func=run_eval)
+    parser.set_defaults(func=run)
 
 
 def _load(args):
@@ -136,16 +150,14 @@ def _load(args):
                                               "threads": args.threads}
 
 
-def run_eval(args) -> int:
+def run(args) -> int:
     from seedzoo.evaluation.protocols import evaluate, parse_protocols
     from seedzoo.results import format_report, write_report
 
     protocols = parse_protocols(args.protocol)
     model, spec, config = _load(args)
     probe_options = {"epochs": args.probe_epochs, "lr": args.probe_lr,
-                     "min_steps": args.probe_min_steps}
-    if args.weight_decays is not None:
-        probe_options["weight_decays"] = args.weight_decays
+                     "min_steps": args.probe_min_steps, "weight_decays": args.weight_decays}
     device = "cpu" if config["backend"] == "onnxruntime" else args.device
     report = evaluate(
         model, args.dataset, spec=spec, protocols=protocols, root=args.data_root,

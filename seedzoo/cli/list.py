@@ -1,0 +1,30 @@
+"""`seedzoo list`: the catalog's models, as a table or JSON."""
+
+from __future__ import annotations
+
+from seedzoo.cli._arguments import LibraryDefault, add_command
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers, __name__, help="the models seedzoo trained and evaluated (the catalog)",
+        description="Name, architecture, method, teacher, parameters, input size, k-NN and "
+        "linear top-1 per evaluated dataset, ONNX latency and where each model is published.")
+    parser.add_argument("pattern", nargs="?",
+                        default=LibraryDefault("seedzoo.zoo.catalog:list_models", "pattern"),
+                        help="name filter, e.g. 'seed-*' (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the entries as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from seedzoo.zoo.catalog import format_table, list_models
+
+    entries = list_models(args.pattern)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+    else:
+        print(format_table(entries))
+    return 0

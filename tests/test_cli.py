@@ -1,0 +1,54 @@
+"""The command line's frame: commands named after their modules, defaults read from the library,
+and a `seedzoo --help` that imports no torch."""
+
+import pkgutil
+import subprocess
+import sys
+
+import seedzoo.cli
+from seedzoo.cli import build_parser
+from seedzoo.cli._arguments import LibraryDefault
+
+
+def _subparsers(parser):
+    return next(a for a in parser._actions if a.choices and hasattr(a, "_name_parser_map"))
+
+
+def _actions(parser):
+    """Every argument of ``parser`` and of its subcommands, however deep."""
+    for action in parser._actions:
+        yield action
+        if hasattr(action, "_name_parser_map"):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+
+
+def test_each_command_is_named_after_its_module():
+    modules = {m.name for m in pkgutil.iter_modules(seedzoo.cli.__path__)
+               if not m.name.startswith("_")}
+    commands = list(_subparsers(build_parser()).choices)
+    assert sorted(commands) == sorted(modules)
+    assert commands[:2] == ["train", "eval"]
+
+
+def test_library_defaults_resolve():
+    defaults = [action.default for action in _actions(build_parser())
+                if isinstance(action.default, LibraryDefault)]
+    assert len(defaults) > 15
+    for default in defaults:
+        assert default.value is not None and str(default), default.where
+
+
+def test_parsed_arguments_hold_library_values():
+    from seedzoo.evaluation.knn import DEFAULT_KS
+
+    args = seedzoo.cli.resolve_defaults(
+        build_parser().parse_args(["eval", "--model", "pixels", "--dataset", "digits"]))
+    assert tuple(args.knn_k) == DEFAULT_KS and args.knn_temperature == 0.07
+
+
+def test_top_level_help_imports_no_torch():
+    code = ("import sys; from seedzoo.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'seedzoo --help imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
