@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
+from knn_speed import add_problem_arguments, make_features
 from threadpoolctl import threadpool_limits
 
-from knn_speed import add_problem_arguments, make_features
 from seedzoo.evaluation import knn_classify
 from seedzoo.evaluation.knn import QUERY_CHUNK
 

@@ -14,11 +14,13 @@ from zoo_helpers import (  # noqa: F401
 
 from seedzoo.errors import SeedzooError
 from seedzoo.zoo import push, save_pretrained, write_card
+from seedzoo.zoo.pretrained import weights_fingerprint
 
 FMNIST = {"knn_top1@20": 0.8125, "knn_top5@20": 0.9875, "knn_top1@200": 0.79,
           "linear_top1": 0.8433, "fewshot_1pct_top1": 0.61, "fewshot_10pct_top1": 0.7402}
 DIGITS = {"knn_top1@20": 0.9311, "linear_top1": 0.95}
-BENCH = {"threads": 2, "machine": {"cpu": "Test CPU @ 2.0GHz", "logical_cores": 2},
+BENCH = {"model": {"weights_sha256": weights_fingerprint(tiny_encoder())},
+         "threads": 2, "machine": {"cpu": "Test CPU @ 2.0GHz", "logical_cores": 2},
          "results": [{"backend": "torch", "precision": "fp32", "batch_size": 1, "p50_ms": 4.2},
                      {"backend": "onnxruntime", "precision": "fp32", "batch_size": 1,
                       "p50_ms": 1.7},
@@ -134,3 +136,27 @@ def test_a_small_stem_encoder_is_published_with_a_warning_and_a_card_that_says_s
     assert "timm.create_model" not in text
     with pytest.warns(UserWarning, match="not with plain timm.create_model"):
         publish_to_cache(folder, "org/stem", cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("other", ["another encoder", "the pixel baseline", "no fingerprint"])
+def test_figures_of_another_model_are_refused(tmp_path, other):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    evaluation = evaluation_json("fashion-mnist", FMNIST, model=tiny_encoder(seed=1))
+    if other == "the pixel baseline":
+        evaluation["config"].update(model="pixels", weights_sha256="ab" * 32, arch=None)
+    elif other == "no fingerprint":
+        del evaluation["config"]["weights_sha256"]
+    with pytest.raises(SeedzooError, match=r"measured .*its figures are not this encoder's\. "
+                                           r"Measure this one: seedzoo eval --model"):
+        write_card(folder, evaluations=[evaluation])
+    with pytest.raises(SeedzooError, match="not this encoder's"):
+        write_card(folder, bench={**BENCH, "model": {"weights_sha256": "cd" * 32}})
+    assert not (folder / "README.md").exists()
+
+
+def test_an_onnx_evaluation_counts_for_the_weights_its_file_was_exported_from(tmp_path):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    evaluation = evaluation_json("fashion-mnist", FMNIST)
+    evaluation["config"].update(backend="onnxruntime", weights_sha256="ef" * 32,
+                                source_weights_sha256=weights_fingerprint(tiny_encoder()))
+    assert "fashion-mnist" in write_card(folder, evaluations=[evaluation]).read_text()

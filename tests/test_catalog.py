@@ -183,3 +183,12 @@ def test_cards_go_to_model_cards_of_the_current_folder(catalog, run, hf_cache, t
     entry = add_entry("seed-tiny", run_dir, [eval_json])
     assert entry.card == "model_cards/seed-tiny/README.md"
     assert (tmp_path / entry.card).is_file()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "/abs", "..", ".hidden", ""])
+def test_a_catalog_name_that_is_not_one_plain_word_is_refused(catalog, run, hf_cache, tmp_path,
+                                                              name):
+    _, run_dir, eval_json = run
+    with pytest.raises(SeedzooError, match="A catalog name is one plain word"):
+        add_entry(name, run_dir, [eval_json], cards_dir=tmp_path / "cards" / "inner")
+    assert not (tmp_path / "cards").exists() and not (tmp_path / "escaped").exists()

@@ -52,3 +52,26 @@ def test_top_level_help_imports_no_torch():
             "try: main(['--help'])\nexcept SystemExit: pass\n"
             "assert 'torch' not in sys.modules, 'seedzoo --help imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_errors_name_the_command_even_where_an_option_is_called_command(tmp_path, capsys):
+    from seedzoo.cli import main
+
+    assert main(["catalog", "add", "x", str(tmp_path / "nowhere"), "--eval", "e.json"]) == 2
+    assert capsys.readouterr().err.startswith("seedzoo catalog: error: ")
+
+
+def test_list_with_a_pattern_that_matches_nothing_says_so(capsys):
+    from seedzoo.cli import main
+
+    assert main(["list", "no-such-model-*"]) == 1
+    assert "No catalog model matches 'no-such-model-*'" in capsys.readouterr().out
+
+
+def test_export_and_bench_of_the_pixel_baseline_say_what_it_is(tmp_path, capsys):
+    from seedzoo.cli import main
+
+    for argv in (["export", "--model", "pixels", "--out", str(tmp_path / "p.onnx")],
+                 ["bench", "--model", "pixels"]):
+        assert main(argv) == 2
+        assert "the raw-pixel baseline of `seedzoo eval`" in capsys.readouterr().err

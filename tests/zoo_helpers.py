@@ -42,12 +42,15 @@ def hub(hf_cache):
 
 def tiny_encoder(arch: str = "test_resnet", seed: int = 0) -> torch.nn.Module:
     """A tiny timm encoder whose weights are moved away from timm's initialisation, as training
-    would, and whose BatchNorm statistics are not the defaults."""
+    would, and whose BatchNorm statistics are not the defaults; the same ``seed``, the same
+    weights."""
     from seedzoo.zoo import create_encoder
 
-    model = create_encoder(arch, pretrained_cfg_overlay={"input_size": INPUT_SIZE,
-                                                         "mean": (0.3, 0.3, 0.3),
-                                                         "std": (0.2, 0.2, 0.2)})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = create_encoder(arch, pretrained_cfg_overlay={"input_size": INPUT_SIZE,
+                                                             "mean": (0.3, 0.3, 0.3),
+                                                             "std": (0.2, 0.2, 0.2)})
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
@@ -82,11 +85,16 @@ def features(model: torch.nn.Module, seed: int = 1) -> torch.Tensor:
         return model.eval()(batch)
 
 
-def evaluation_json(dataset: str, metrics: dict[str, float]) -> dict:
-    """An evaluation result in the layout `seedzoo eval --out` writes."""
+def evaluation_json(dataset: str, metrics: dict[str, float], model=None) -> dict:
+    """An evaluation result in the layout `seedzoo eval --out` writes, of ``model`` (default
+    :func:`tiny_encoder`)."""
     from seedzoo.results import make_report
+    from seedzoo.zoo.pretrained import weights_fingerprint
 
+    model = model if model is not None else tiny_encoder()
     return make_report(metrics, {"model": "runs/student/encoder", "dataset": dataset,
+                                 "arch": model.pretrained_cfg["architecture"],
+                                 "weights_sha256": weights_fingerprint(model),
                                  "train_split": "train", "test_split": "test", "seed": 0,
                                  "protocols": ["knn", "linear", "fewshot"]})
 

@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except SeedzooError as error:
-        print(f"seedzoo {args.command}: error: {error}", file=sys.stderr)
+        print(f"seedzoo {args.command_name}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # training stops with the signal's exit code
         detail = f": {interrupt}" if str(interrupt) else ""
-        print(f"seedzoo {args.command}: interrupted{detail}", file=sys.stderr)
+        print(f"seedzoo {args.command_name}: interrupted{detail}", file=sys.stderr)
         return getattr(interrupt, "exit_code", 130)
     return int(result or 0)

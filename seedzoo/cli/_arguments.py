@@ -12,7 +12,10 @@ import math
 def add_command(subparsers, module: str, **options) -> argparse.ArgumentParser:
     """The parser of the command named after ``module`` (its ``__name__``): ``seedzoo.cli.eval``
     adds ``seedzoo eval``. ``options`` go to ``add_parser``."""
-    return subparsers.add_parser(module.rpartition(".")[2], **options)
+    name = module.rpartition(".")[2]
+    parser = subparsers.add_parser(name, **options)
+    parser.set_defaults(command_name=name)  # for messages; options may use the dest "command"
+    return parser
 
 
 class LibraryDefault:
@@ -109,7 +112,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(args):
-    """The model named by :func:`add_model_arguments`' options."""
+    """The model named by :func:`add_model_arguments`' options (never the raw-pixel baseline,
+    which only ``seedzoo eval`` measures)."""
+    from seedzoo.errors import ModelNotFoundError
+    from seedzoo.evaluation.pixels import PIXELS
     from seedzoo.zoo import load
+
+    if args.model == PIXELS:
+        raise ModelNotFoundError(f"{PIXELS!r} is the raw-pixel baseline of `seedzoo eval`, not a "
+                                 "network to export or time; give an encoder (a catalog name, "
+                                 "hf-hub:org/name, a folder or timm:<arch>).")
 
     return load(args.model, arch=args.arch, revision=args.revision)

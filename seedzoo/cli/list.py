@@ -23,6 +23,10 @@ def run(args) -> int:
     from seedzoo.zoo.catalog import format_table, list_models
 
     entries = list_models(args.pattern)
+    if not entries and not args.json and list_models():
+        print(f"No catalog model matches {args.pattern!r}; `seedzoo list` shows all "
+              f"{len(list_models())}.")
+        return 1
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
     else:

@@ -293,7 +293,8 @@ def benchmark_latency(model: nn.Module, onnx_path: str | os.PathLike, *,
                          "quantization": int8.metadata.get("quantization")}
     return {
         "model": {"architecture": model.pretrained_cfg.get("architecture"),
-                  "model_id": fp32.metadata.get("model_id"), "input_size": list(input_size)},
+                  "model_id": fp32.metadata.get("model_id"), "input_size": list(input_size),
+                  "weights_sha256": weights_fingerprint(model)},
         "files": files,
         "threads": threads,
         "settings": {"threads_applied_to": "torch.set_num_threads and ORT intra_op_num_threads",

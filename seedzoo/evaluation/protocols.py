@@ -36,10 +36,15 @@ def parse_protocols(text: str | Sequence[str]) -> list[str]:
 
 
 def model_identity(model) -> dict:
-    """Architecture and hub revision recorded on a model's ``pretrained_cfg``, when known."""
+    """Architecture and hub revision recorded on a model's ``pretrained_cfg``, when known, and
+    for an exported file the fingerprint of the torch weights it was made from."""
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     _, revision = split_revision(cfg.get("hf_hub_id") or "")
-    return {"arch": cfg.get("architecture"), "revision": revision or cfg.get("revision")}
+    identity = {"arch": cfg.get("architecture"), "revision": revision or cfg.get("revision")}
+    source = (getattr(model, "metadata", None) or {}).get("weights_sha256")
+    if source:
+        identity["source_weights_sha256"] = source
+    return identity
 
 
 def _probe_settings(probe: LinearProbe) -> dict:

@@ -19,7 +19,7 @@ from seedzoo.errors import SeedzooError
 from seedzoo.files import dump_yaml, write_text_atomic
 from seedzoo.results import read_report
 from seedzoo.zoo.layout import CARD_NAME, SUMMARY_NAME, encoder_folder
-from seedzoo.zoo.pretrained import load_pretrained_folder, read_config
+from seedzoo.zoo.pretrained import load_pretrained_folder, read_config, weights_fingerprint
 
 # seedzoo dataset names -> their Hugging Face Hub dataset ids, for the card's metadata.
 HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist",
@@ -95,6 +95,26 @@ def read_evaluation(source) -> Evaluation:
                            "'config.dataset' (write one with `seedzoo eval --out`).")
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     return Evaluation(config["dataset"], config.get("test_split", "test"), numbers, config)
+
+
+def _check_same_weights(source, fingerprint: str, folder: Path) -> None:
+    """A :class:`SeedzooError` unless the evaluation or benchmark JSON ``source`` measured the
+    weights whose :func:`~seedzoo.zoo.pretrained.weights_fingerprint` is ``fingerprint`` (an
+    ONNX evaluation: the weights its file was exported from)."""
+    result = _read_json(source, "results file")
+    config = result.get("config") if isinstance(result.get("config"), dict) else {}
+    model = result.get("model") if isinstance(result.get("model"), dict) else {}
+    measured = (config.get("source_weights_sha256") or config.get("weights_sha256")
+                or model.get("weights_sha256"))
+    name = source if not isinstance(source, dict) else "A results file"
+    if measured == fingerprint:
+        return
+    what = (f"other weights ({config.get('model') or model.get('model_id') or 'another model'}, "
+            f"sha256 {measured[:12]}...) than {folder} ({fingerprint[:12]}...)" if measured
+            else f"weights it does not identify (no weights_sha256), not provably {folder}'s")
+    raise SeedzooError(f"{name} measured {what}: its figures are not this encoder's. Measure "
+                       f"this one: seedzoo eval --model {folder} --out eval.json (or seedzoo "
+                       f"bench --model {folder} ...).")
 
 
 def _measured_on(evaluation: Evaluation) -> str:
@@ -173,6 +193,10 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
     run = _read_json(run, "run summary")
     run_config = run.get("config", {})
     method = run_config.get("method", {})
+    measured, latency = [read_evaluation(e) for e in evaluations], read_latency(bench)
+    fingerprint = weights_fingerprint(model)
+    for source in [*evaluations, *([bench] if bench is not None else [])]:
+        _check_same_weights(source, fingerprint, folder)
     return ModelFacts(
         name=name or (repo_id.split("/")[-1] if repo_id else folder.name),
         architecture=config["architecture"], model_args=config.get("model_args", {}),
@@ -184,7 +208,7 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
         train_dataset=run_config.get("data", {}).get("dataset"),
         recipe=run.get("recipe"), command=run.get("command"), run_config=run_config,
         wall_time_s=run.get("wall_time_s"),
-        evaluations=[read_evaluation(e) for e in evaluations], latency=read_latency(bench),
+        evaluations=measured, latency=latency,
         repo_id=repo_id, revision=revision)
 
 

@@ -18,6 +18,7 @@ import difflib
 import fnmatch
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from seedzoo.zoo.layout import HUB_FILES
 CATALOG_ENV = "SEEDZOO_CATALOG"
 PACKAGE_CATALOG = Path(__file__).with_name("catalog.json")
 DEFAULT_CARDS_DIR = Path("model_cards")  # relative to the current folder
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NOT_PUBLIC = "not published on a public hub"
 
 
@@ -205,6 +207,10 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     ``cards_dir/name/README.md`` (default: ``model_cards/`` in the current folder), with the
     run's resolved recipe beside it as ``recipe.yaml``.
     """
+    if not _PLAIN_NAME.fullmatch(name):
+        raise SeedzooError(f"A catalog name is one plain word of letters, digits, '-', '_' and "
+                           f"'.' (it names the card's folder), got {name!r}; e.g. "
+                           "seed-resnet18-fmnist.")
     if not evaluations:
         raise SeedzooError(f"A catalog entry needs real figures: give the evaluation JSON of "
                            f"{name} (seedzoo eval --out ...).")
