@@ -181,3 +181,18 @@ def test_an_unknown_timm_name_suggests_the_closest_names():
     with pytest.raises(ModelNotFoundError, match=r"timm has no architecture 'resnet1800'\. "
                                                  r"Similar timm names: .*\bresnet18\b"):
         seedzoo.load("timm:resnet1800")
+
+
+def test_a_training_checkpoint_loads_with_its_run_preprocessing(tmp_path):
+    """Not timm's default input size of the architecture: the run's 32 px crops and its
+    normalisation, as the run's encoder/ folder carries them."""
+    encoder = create_encoder("test_resnet")
+    data = {"image_size": 32, "mean": [0.25, 0.25, 0.25], "std": [0.4, 0.4, 0.4],
+            "crop_pct": 1.0, "view_options": {}}
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"method": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+                "config": {"data": data}}, path)
+    loaded = seedzoo.load(str(path), arch="test_resnet")
+    assert loaded.pretrained_cfg["input_size"] == (3, 32, 32)
+    assert tuple(loaded.pretrained_cfg["mean"]) == (0.25, 0.25, 0.25)
+    assert seedzoo.transform_for(loaded)(Image.new("L", (28, 28))).shape == (3, 32, 32)

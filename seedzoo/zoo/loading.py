@@ -26,12 +26,13 @@ from seedzoo.zoo.checkpoint_formats import (
     read_checkpoint,
 )
 from seedzoo.zoo.hub import HUB_PREFIX, Publication, download, parse_hub_id
-from seedzoo.zoo.layout import CONFIG_NAME, HUB_FILES, encoder_folder
+from seedzoo.zoo.layout import CHECKPOINT_METHOD_KEY, CONFIG_NAME, HUB_FILES, encoder_folder
 from seedzoo.zoo.pretrained import (
     create_encoder,
     encoder_from_config,
     load_pretrained_folder,
     read_config,
+    training_preprocessing,
 )
 
 
@@ -39,11 +40,15 @@ def load_weights_file(path: str | os.PathLike, arch: str) -> nn.Module:
     """Encoder ``arch`` with the backbone weights of a checkpoint file.
 
     Plain state dicts and the published SSL layouts (MoCo, SimCLR, SwAV, DINO, SEED,
-    torchvision) are read; see :mod:`seedzoo.zoo.checkpoint_formats`. The load report is kept as
-    ``model.load_report``.
+    torchvision) are read; see :mod:`seedzoo.zoo.checkpoint_formats`. A seedzoo training
+    checkpoint also gives the encoder its run's preprocessing (input size, mean, std), as the
+    run's ``encoder/`` folder would. The load report is kept as ``model.load_report``.
     """
-    model = create_encoder(arch)
-    model.load_report = load_checkpoint_into(model, read_checkpoint(path), source=str(path))
+    checkpoint = read_checkpoint(path)
+    recipe = checkpoint.get("config") if CHECKPOINT_METHOD_KEY in checkpoint else None
+    overlay = training_preprocessing(recipe["data"]) if isinstance(recipe, dict) else None
+    model = create_encoder(arch, pretrained_cfg_overlay=overlay)
+    model.load_report = load_checkpoint_into(model, checkpoint, source=str(path))
     return model
 
 

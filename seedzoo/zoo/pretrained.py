@@ -53,6 +53,14 @@ def create_encoder(arch: str, *, pretrained_cfg_overlay: dict | None = None,
     return model
 
 
+def training_preprocessing(data: dict) -> dict:
+    """The ``pretrained_cfg`` entries a run's ``data`` recipe section implies: the training
+    crops' size and normalisation, so evaluation preprocesses images as training did."""
+    return {"input_size": (3, data["image_size"], data["image_size"]),
+            "mean": tuple(data["mean"]), "std": tuple(data["std"]), "crop_pct": data["crop_pct"],
+            "interpolation": (data.get("view_options") or {}).get("interpolation", "bilinear")}
+
+
 def encoder_config(model: nn.Module) -> dict:
     """The ``config.json`` content for ``model`` (timm's ``save_config_for_hf`` layout)."""
     pretrained_cfg = {k: v for k, v in dict(model.pretrained_cfg).items()
