@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from seedzoo.errors import SeedzooError
+
 
 @contextmanager
 def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -27,6 +29,25 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """``path`` as a place a file (or with ``folder``, a folder) can be written, checked before
+    any work: not an existing folder (file) in its way, and a writable folder above it."""
+    path = Path(path)
+    what = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise SeedzooError(f"Cannot write the output {what} {path}: a "
+                           f"{'file' if folder else 'folder'} of that name exists; choose "
+                           "another path.")
+    parent = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+    if not parent.is_dir():
+        raise SeedzooError(f"Cannot write the output {what} {path}: {parent} is a file, not a "
+                           "folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SeedzooError(f"Cannot write the output {what} {path}: {parent} is not writable; "
+                           "choose another path.")
+    return path
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

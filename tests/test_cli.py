@@ -75,3 +75,35 @@ def test_export_and_bench_of_the_pixel_baseline_say_what_it_is(tmp_path, capsys)
                  ["bench", "--model", "pixels"]):
         assert main(argv) == 2
         assert "the raw-pixel baseline of `seedzoo eval`" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
+    from seedzoo.cli import main
+
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    for argv, message in [
+        (["eval", "--model", "pixels", "--out", str(tmp_path / "a-folder")], "a folder of that"),
+        (["eval", "--model", "pixels", "--out", str(tmp_path / "a-file" / "r.json")],
+         "a-file is a file, not a folder"),
+        (["bench", "--model", "timm:test_resnet", "--out", str(tmp_path / "a-folder")],
+         "a folder of that"),
+        (["export", "--model", "timm:test_resnet", "--out", str(tmp_path / "a-folder")],
+         "a folder of that"),
+        (["pull", "hf-hub:org/x", "--out", str(tmp_path / "a-file")], "a file of that"),
+    ]:
+        try:
+            main(argv)
+        except SystemExit as exit:  # argparse refuses it, before any model is loaded
+            assert exit.code == 2
+        assert message in capsys.readouterr().err, argv
+
+
+def test_the_int8_copy_may_not_take_the_fp32_file_s_name(tmp_path, capsys):
+    from seedzoo.cli import main
+
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", "--model", "timm:test_resnet", "--out", out, "--int8",
+                 "--int8-out", out]) == 2
+    assert "would overwrite the fp32 file --out" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()  # refused before the export

@@ -8,6 +8,9 @@ import importlib
 import inspect
 import math
 
+from seedzoo.errors import SeedzooError
+from seedzoo.files import check_output_path
+
 
 def add_command(subparsers, module: str, **options) -> argparse.ArgumentParser:
     """The parser of the command named after ``module`` (its ``__name__``): ``seedzoo.cli.eval``
@@ -60,6 +63,25 @@ def _non_negative(text: str, kind: type, wanted: str, *, allow_zero: bool):
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
     return value
+
+
+def output_file(text: str) -> str:
+    """Type of an output file option: checked before any work (see
+    :func:`seedzoo.files.check_output_path`)."""
+    return _checked_output(text, folder=False)
+
+
+def output_folder(text: str) -> str:
+    """Type of an output folder option, checked likewise."""
+    return _checked_output(text, folder=True)
+
+
+def _checked_output(text: str, *, folder: bool) -> str:
+    try:
+        check_output_path(text, folder=folder)
+        return text
+    except SeedzooError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def positive_int(text: str) -> int:

@@ -10,6 +10,7 @@ from seedzoo.cli._arguments import (
     add_command,
     non_negative_float_list,
     non_negative_int,
+    output_file,
     positive_float,
     positive_int,
     positive_int_list,
@@ -118,7 +119,7 @@ def register(subparsers) -> None:
                        help="weight-decay grid, chosen on held-out training features "
                             "(default %(default)s)")
 
-    parser.add_argument("--out", metavar="FILE", help="write the results JSON here (atomically)")
+    parser.add_argument("--out", metavar="FILE", type=output_file, help="write the results JSON here (atomically)")
     parser.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ from seedzoo.cli._arguments import (
     add_command,
     add_model_arguments,
     load_model,
+    output_file,
     positive_int,
 )
 
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
         epilog="example: seedzoo export --model timm:resnet18 --out resnet18.onnx "
         "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist")
     add_model_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write it")
+    parser.add_argument("--out", required=True, metavar="FILE.onnx", type=output_file, help="where to write it")
     parser.add_argument("--opset", type=int, default=LibraryDefault(_EXPORT, "opset"),
                         help="ONNX opset (default: %(default)s)")
     parser.add_argument("--validate-dataset", metavar="NAME",
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
     int8.add_argument("--int8", action="store_true",
                       help="also write a static INT8 copy (QDQ; int8 per-channel weights, uint8 "
                       "activations)")
-    int8.add_argument("--int8-out", metavar="FILE.onnx",
+    int8.add_argument("--int8-out", metavar="FILE.onnx", type=output_file,
                       help="where the INT8 copy goes (default: <out stem>.int8.onnx)")
     int8.add_argument("--calib-dataset", default=LibraryDefault(_QUANTIZE, "calib_dataset"),
                       metavar="NAME",
@@ -71,6 +72,9 @@ def run(args) -> int:
 
     if args.knn_dataset and not args.int8:
         raise SeedzooError("--knn-dataset compares fp32 with INT8; add --int8.")
+    if args.int8_out and Path(args.int8_out).resolve() == Path(args.out).resolve():
+        raise SeedzooError(f"--int8-out {args.int8_out} would overwrite the fp32 file --out; "
+                           "give the INT8 copy another name (default: <out stem>.int8.onnx).")
     model = load_model(args)
     hub_id, _ = model_source(model)  # a hub model knows its id and commit itself
     report = export_onnx(model, args.out, opset=args.opset, model_id=hub_id or args.model,

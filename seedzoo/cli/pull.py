@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import add_command
+from seedzoo.cli._arguments import add_command, output_folder
 
 
 def register(subparsers) -> None:
@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     parser.add_argument("--revision", help="branch, tag or commit sha")
     parser.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument("--token", help="hub token for private repos")
-    parser.add_argument("--out", help="also copy the files into this folder")
+    parser.add_argument("--out", type=output_folder, help="also copy the files into this folder")
     parser.add_argument("--force", action="store_true", help="download again even if cached")
     parser.set_defaults(func=run)
 
