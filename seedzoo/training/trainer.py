@@ -53,7 +53,13 @@ from seedzoo.training.checkpointing import (
     save_checkpoint,
 )
 from seedzoo.training.config import Config, DataConfig, save_config
-from seedzoo.training.methods.base import Batch, Method, build_method, method_options
+from seedzoo.training.methods.base import (
+    Batch,
+    Method,
+    build_method,
+    method_builder,
+    method_options,
+)
 from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
 from seedzoo.training.views import build_views
 from seedzoo.zoo.card import write_card
@@ -125,17 +131,17 @@ def check_method_options(config: Config) -> None:
 
 
 def build_method_from(config: Config, images: Dataset) -> Method:
-    """The recipe's method, options checked first, with the size and classes of the training
-    ``images``; a method that needs labels refuses images without them."""
+    """The recipe's method, with the size and classes of the training ``images``. Checked first:
+    the options, and the labels when the method (its builder) declares ``needs_labels``."""
     check_method_options(config)
-    base = images.dataset if isinstance(images, Subset) else images
-    method = build_method(config.method_name, dataset_size=len(images),
-                          num_classes=len(dataset_classes(base)), **config.method_options)
-    if method.needs_labels and (not dataset_classes(base) or (training_labels(images) < 0).any()):
+    classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
+    if getattr(method_builder(config.method_name), "needs_labels", False) \
+            and (not classes or (training_labels(images) < 0).any()):
         raise SeedzooError(f"Method {config.method_name!r} trains on labels, but data.dataset "
                            f"{config.data.dataset!r} has unlabelled images; use a labelled "
                            "dataset (class folders for imagefolder:<path>).")
-    return method
+    return build_method(config.method_name, dataset_size=len(images), num_classes=len(classes),
+                        **config.method_options)
 
 
 def set_training_preprocessing(encoder, data: DataConfig) -> None:

@@ -11,7 +11,8 @@ method declares:
   returns a dict of scalar tensors that must contain ``"loss"`` (the rest is logged);
 - ``views`` names the view recipe it expects (see ``seedzoo.training.views``) unless the recipe
   overrides it, and ``min_views`` how many views of each image it needs (fewer: SeedzooError);
-- ``needs_labels``: the trainer refuses, before training, a dataset without labels;
+- ``needs_labels`` (an attribute of the builder: the class): the trainer refuses a dataset
+  without labels before building the method;
 - ``encoders()`` names the timm networks it exports (``{"encoder": self.encoder}`` by default);
 - ``describe()`` returns what the trainer prints once at the start (e.g. what a teacher load
   took), or None;
