@@ -495,14 +495,15 @@ class Trainer:
             return
         if distributed.is_main_process():
             encoders = self.method.encoders()
+            several = len(encoders) > 1
             row = {"step": self.global_step, "epoch": self.epoch}
             for name, encoder in encoders.items():
-                key = "knn_top1" if len(encoders) == 1 else f"knn_top1_{name}"
                 # Data loaders draw from the global RNG; the run must not notice the monitor.
                 with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
                                            else []):
-                    row[key] = knn_top1(encoder, self.config, self.device)
-                print(f"epoch {self.epoch}: {key} {row[key]:.2f}%")
+                    top1 = knn_top1(encoder, self.config, self.device)
+                row[f"knn_top1_{name}" if several else "knn_top1"] = top1
+                print(f"epoch {self.epoch}: k-NN top-1 {top1:.2f}%" + (f" ({name})" * several))
             self.log.write(row)
         self.method.train()
 
