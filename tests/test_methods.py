@@ -32,7 +32,7 @@ def test_moco_key_encoder_is_an_ema_of_the_query_encoder_and_feeds_the_queue():
     batch = views()
     queue_before = method.queue.embeddings.clone()
     loss = method(as_batch(batch))["loss"]
-    for q, k, new in zip(query, key, method.key_encoder.parameters()):
+    for q, k, new in zip(query, key, method.key_encoder.parameters(), strict=True):
         torch.testing.assert_close(new, 0.9 * k + 0.1 * q)
     loss.backward()
     assert all(p.grad is None for p in method.key_encoder.parameters())
@@ -52,7 +52,8 @@ def test_moco_eval_mode_neither_updates_nor_enqueues_and_loss_is_info_nce():
     batch = views()
     loss = method(as_batch(batch))["loss"]
     assert int(method.queue.pointer) == 0 and torch.equal(method.queue.embeddings, queue)
-    assert all(torch.equal(a, b) for a, b in zip(key_before, method.key_encoder.parameters()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(key_before, method.key_encoder.parameters(), strict=True))
     with torch.no_grad():
         q = F.normalize(method.head(method.encoder(batch[0])), dim=1)
         k = F.normalize(method.key_head(method.key_encoder(batch[1])), dim=1)

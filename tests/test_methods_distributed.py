@@ -86,7 +86,8 @@ def test_simclr_gathered_negatives_give_the_global_batch_gradient(results):
     simclr = build("simclr", head_batch_norm=False).eval()
     simclr(as_batch([first, second]))["loss"].backward()
     for rank_result in results:
-        for single, averaged in zip(gradients(simclr), rank_result["simclr_grads"]):
+        for single, averaged in zip(gradients(simclr), rank_result["simclr_grads"],
+                                    strict=True):
             torch.testing.assert_close(averaged, single, atol=1e-5, rtol=1e-4)
 
 

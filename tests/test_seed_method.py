@@ -38,7 +38,8 @@ def test_teacher_is_frozen_in_eval_mode_and_gets_no_gradient(teacher_folder):
         optimizer.step()
     assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
     assert all(torch.equal(v, teacher_before[k]) for k, v in method.teacher.state_dict().items())
-    assert any(not torch.equal(p, q) for p, q in zip(method.encoder.parameters(), student_before))
+    assert any(not torch.equal(p, q)
+               for p, q in zip(method.encoder.parameters(), student_before, strict=True))
 
 
 def test_one_view_goes_to_both_and_the_queue_receives_the_teacher_embeddings(teacher_folder):
