@@ -91,19 +91,19 @@ def main(argv=None) -> dict:
         trainer, device = build_trainer(args, Path(tmp))
         method = trainer.method
         method.train()
-        views = [next(iter(trainer.loader))[0].to(device)]
-        batch = views[0]
+        batch = next(iter(trainer.loader)).to(device)
+        images = batch.views[0]
         autocast = torch.autocast(device.type, dtype=trainer.autocast_dtype,
                                   enabled=trainer.autocast_dtype is not None)
 
         def seed_step():
-            trainer.train_step(views)
+            trainer.train_step(batch)
 
         def networks():
             with autocast:
                 with torch.no_grad():
-                    method.teacher(batch)
-                method.encoder(batch).float().sum().backward()
+                    method.teacher(images)
+                method.encoder(images).float().sum().backward()
             method.encoder.zero_grad(set_to_none=True)
 
         for _ in range(args.warmup):

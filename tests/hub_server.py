@@ -98,7 +98,7 @@ class HubServer:
         """The endpoint; it stays known after :meth:`stop`, when nothing answers there."""
         return self._url
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         server = self
 
         class Handler(_HubHandler):
@@ -128,7 +128,7 @@ class HubServer:
                         pass
                 self._connections.clear()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

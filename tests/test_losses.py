@@ -33,13 +33,13 @@ def test_seed_loss_with_soft_teacher_is_soft_cross_entropy_averaged_over_the_bat
     queue = tensor([[1.0, 0.0], [0.0, 1.0], [-0.6, 0.8]])
     tau_s, tau_t = 0.5, 1.0
     by_hand = []
-    for s, t in zip(student.tolist(), teacher.tolist()):
+    for s, t in zip(student.tolist(), teacher.tolist(), strict=True):
         anchors = [t] + queue.tolist()
         s_scores = [(s[0] * a[0] + s[1] * a[1]) / tau_s for a in anchors]
         t_scores = [(t[0] * a[0] + t[1] * a[1]) / tau_t for a in anchors]
         targets = [math.exp(v - log_sum_exp(t_scores)) for v in t_scores]
         log_q = [v - log_sum_exp(s_scores) for v in s_scores]
-        by_hand.append(-sum(p * q for p, q in zip(targets, log_q)))
+        by_hand.append(-sum(p * q for p, q in zip(targets, log_q, strict=True)))
     loss = seed_loss(student, teacher, queue, student_temperature=tau_s, teacher_temperature=tau_t)
     assert loss.item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
 

@@ -2,6 +2,7 @@
 
 import torch
 from torch.nn import functional as F
+from trainer_helpers import as_batch
 
 from seedzoo.training.methods import build_method, list_methods
 from seedzoo.training.methods.moco import info_nce
@@ -30,8 +31,8 @@ def test_moco_key_encoder_is_an_ema_of_the_query_encoder_and_feeds_the_queue():
     key = [p.clone() for p in method.key_encoder.parameters()]
     batch = views()
     queue_before = method.queue.embeddings.clone()
-    loss = method(batch)["loss"]
-    for q, k, new in zip(query, key, method.key_encoder.parameters()):
+    loss = method(as_batch(batch))["loss"]
+    for q, k, new in zip(query, key, method.key_encoder.parameters(), strict=True):
         torch.testing.assert_close(new, 0.9 * k + 0.1 * q)
     loss.backward()
     assert all(p.grad is None for p in method.key_encoder.parameters())
@@ -49,9 +50,10 @@ def test_moco_eval_mode_neither_updates_nor_enqueues_and_loss_is_info_nce():
     key_before = [p.clone() for p in method.key_encoder.parameters()]
     queue = method.queue.embeddings.clone()
     batch = views()
-    loss = method(batch)["loss"]
+    loss = method(as_batch(batch))["loss"]
     assert int(method.queue.pointer) == 0 and torch.equal(method.queue.embeddings, queue)
-    assert all(torch.equal(a, b) for a, b in zip(key_before, method.key_encoder.parameters()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(key_before, method.key_encoder.parameters(), strict=True))
     with torch.no_grad():
         q = F.normalize(method.head(method.encoder(batch[0])), dim=1)
         k = F.normalize(method.key_head(method.key_encoder(batch[1])), dim=1)
@@ -63,7 +65,7 @@ def test_simclr_loss_is_nt_xent_of_the_projected_views_and_trains_the_encoder():
     method = build_method("simclr", encoder=SMALL, dim=8, hidden_dim=16, temperature=0.3).eval()
     assert method.views == "simclr"
     batch = views()
-    loss = method(batch)["loss"]
+    loss = method(as_batch(batch))["loss"]
     with torch.no_grad():
         first, second = (F.normalize(method.head(method.encoder(v)), dim=1) for v in batch)
     torch.testing.assert_close(loss, nt_xent(first, second, temperature=0.3))

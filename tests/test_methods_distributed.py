@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn import functional as F
+from trainer_helpers import as_batch
 
 from seedzoo.training.methods import build_method
 from seedzoo.training.queue import EmbeddingQueue
@@ -44,7 +45,7 @@ def _worker(rank, port, out):
         mine = slice(rank * BATCH, (rank + 1) * BATCH)
         first, second = global_views()
         simclr = build("simclr", head_batch_norm=False).eval()  # eval: no batch statistics
-        simclr([first[mine], second[mine]])["loss"].backward()
+        simclr(as_batch([first[mine], second[mine]]))["loss"].backward()
         grads = gradients(simclr)
         for grad in grads:  # what DDP does
             dist.all_reduce(grad)
@@ -56,7 +57,7 @@ def _worker(rank, port, out):
             results["moco_local_keys"] = F.normalize(moco.key_head(moco.key_encoder(first[mine])))
         results["moco_shuffled_keys"] = moco._keys(first[mine])
         moco.train()
-        moco([first[mine], second[mine]])
+        moco(as_batch([first[mine], second[mine]]))
         results["moco_queue"] = moco.queue.embeddings.clone()
         torch.save(results, out / f"{rank}.pt")
     finally:
@@ -83,9 +84,10 @@ def test_queue_receives_every_process_batch_in_rank_order(results):
 def test_simclr_gathered_negatives_give_the_global_batch_gradient(results):
     first, second = global_views()
     simclr = build("simclr", head_batch_norm=False).eval()
-    simclr([first, second])["loss"].backward()
+    simclr(as_batch([first, second]))["loss"].backward()
     for rank_result in results:
-        for single, averaged in zip(gradients(simclr), rank_result["simclr_grads"]):
+        for single, averaged in zip(gradients(simclr), rank_result["simclr_grads"],
+                                    strict=True):
             torch.testing.assert_close(averaged, single, atol=1e-5, rtol=1e-4)
 
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch.nn import functional as F
+from trainer_helpers import as_batch
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.methods import build_method
@@ -31,13 +32,14 @@ def test_teacher_is_frozen_in_eval_mode_and_gets_no_gradient(teacher_folder):
     optimizer = torch.optim.SGD(method.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-4)
     student_before = [p.clone() for p in method.encoder.parameters()]
     for _ in range(2):
-        loss = method([torch.randn(6, 3, 32, 32)])["loss"]
+        loss = method(as_batch([torch.randn(6, 3, 32, 32)]))["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
     assert all(torch.equal(v, teacher_before[k]) for k, v in method.teacher.state_dict().items())
-    assert any(not torch.equal(p, q) for p, q in zip(method.encoder.parameters(), student_before))
+    assert any(not torch.equal(p, q)
+               for p, q in zip(method.encoder.parameters(), student_before, strict=True))
 
 
 def test_one_view_goes_to_both_and_the_queue_receives_the_teacher_embeddings(teacher_folder):
@@ -45,7 +47,7 @@ def test_one_view_goes_to_both_and_the_queue_receives_the_teacher_embeddings(tea
     assert method.views == "single"
     images = torch.randn(8, 3, 32, 32)
     queue_before = method.queue.embeddings.clone()
-    loss = method([images])["loss"]
+    loss = method(as_batch([images]))["loss"]
     with torch.no_grad():
         teacher = F.normalize(method.teacher(images), dim=1)
     # In train mode the student's BatchNorm statistics moved; the loss itself is checked below
@@ -57,19 +59,19 @@ def test_one_view_goes_to_both_and_the_queue_receives_the_teacher_embeddings(tea
 
     method.eval()
     queue_now = method.queue.embeddings.clone()
-    loss = method([images])["loss"]
+    loss = method(as_batch([images]))["loss"]
     with torch.no_grad():
         student = F.normalize(method.head(method.encoder(images)), dim=1)
     expected = seed_loss(student, teacher, queue_now, student_temperature=0.3,
                          teacher_temperature=0.05)
     assert torch.allclose(loss, expected, atol=1e-5)
-    assert int(method.queue.pointer) == 16
+    assert int(method.queue.pointer) == 8 and torch.equal(method.queue.embeddings, queue_now)
 
 
 def test_queue_wraps_with_a_size_that_is_not_a_multiple_of_the_batch(teacher_folder):
     method = build_seed(teacher_folder, queue_size=7).train()
     for batch in (3, 3, 2):  # a short last batch
-        method([torch.randn(batch, 3, 32, 32)])
+        method(as_batch([torch.randn(batch, 3, 32, 32)]))
     assert int(method.queue.pointer) == 8 % 7
 
 
@@ -89,14 +91,14 @@ def test_small_patch_views_use_a_second_queue(teacher_folder):
     method = build_seed(teacher_folder, small_patch_queue_size=10).train()
     assert method.views == "seed_small_patch"
     views = [torch.randn(4, 3, 32, 32)] + [torch.randn(4, 3, 16, 16) for _ in range(3)]
-    metrics = method(views)
+    metrics = method(as_batch(views))
     assert torch.allclose(metrics["loss"], metrics["loss_global"] + metrics["loss_small_patch"])
     with torch.no_grad():
         first_patches = F.normalize(method.teacher(views[1]), dim=1)
     assert torch.allclose(method.small_patch_queue.embeddings[:4], first_patches, atol=1e-6)
     assert int(method.small_patch_queue.pointer) == 4 and int(method.queue.pointer) == 4
     with pytest.raises(SeedzooError, match="SEED needs at least 2 views of each image, got 1"):
-        method(views[:1])
+        method(as_batch(views[:1]))
     assert build_seed(teacher_folder).min_views == 1
 
 
@@ -118,7 +120,7 @@ def test_teacher_projection_head_from_a_moco_checkpoint(tmp_path):
                                                   "projection_head": True}).train()
     assert method.queue.embeddings.shape == (20, 16) and not method.teacher.training
     images = torch.randn(4, 3, 32, 32)
-    method([images])
+    method(as_batch([images]))
     with torch.no_grad():
         expected = F.normalize(fc(backbone.eval()(images)), dim=1)
     torch.testing.assert_close(method.queue.embeddings[:4], expected)

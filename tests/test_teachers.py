@@ -205,7 +205,8 @@ def swav_head_checkpoint():
             "module.projection_head.1.running_var": torch.rand(32) + 0.5,
             "module.projection_head.3.weight": torch.randn(16, 32),
             "module.projection_head.3.bias": torch.randn(16)}
-    return {**prefixed("module.", BACKBONE), **head, "module.prototypes.weight": torch.randn(30, 16)}
+    return {**prefixed("module.", BACKBONE), **head,
+            "module.prototypes.weight": torch.randn(30, 16)}
 
 
 @pytest.mark.parametrize("make, prefix", [(moco_checkpoint, "module.encoder_q.fc."),

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -18,6 +19,7 @@ from trainer_helpers import toy_recipe
 
 import seedzoo
 from seedzoo.cli import main as cli_main
+from seedzoo.data.datasets import ArrayImageDataset
 from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.training.checkpointing import (
     gather_rng_states,
@@ -87,7 +89,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, uninterrupt
     assert expected.keys() == got.keys()
     for key in expected:  # encoder, head, BN statistics, queue and its pointer
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    rows = [json.loads(line) for line in metrics.splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
 
 
@@ -209,6 +212,33 @@ def test_exported_encoder_loads_with_seedzoo_and_timm(uninterrupted):
 def test_unknown_method_option_is_a_clear_error(tmp_path):
     with pytest.raises(SeedzooError, match=r"method\.queue_sise.*queue_size"):
         _run(tmp_path, "run", method={"queue_sise": 8})
+    with pytest.raises(SeedzooError, match=r"method\.dataset_size"):  # the data's, not a recipe's
+        _run(tmp_path, "run", method={"name": "toy_peers", "dataset_size": 8})
+
+
+def test_trainer_serves_labels_indices_data_size_and_exports_each_network(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    summary = _run(tmp_path, "run", method={"name": "toy_peers"}, train={"epochs": 1})
+    assert "toy_peers: 2 peers" in capsys.readouterr().out  # method.describe()
+    state = _method_state(run_dir)
+    assert torch.equal(state["seen"], torch.ones(96, dtype=torch.long))  # each index once
+    assert state["classifiers.0.weight"].shape[0] == 10  # the digits' classes
+    peers = ("peer0", "peer1")
+    assert summary["encoder"] is None and not (run_dir / "encoder").exists()
+    assert summary["encoders"] == {name: str(run_dir / name) for name in peers}
+    for name in peers:
+        assert (run_dir / name / "README.md").is_file()
+        cfg = seedzoo.load(str(run_dir / name)).pretrained_cfg
+        assert tuple(cfg["input_size"]) == (3, 16, 16)  # the training preprocessing
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"knn_top1_peer0", "knn_top1_peer1"} <= set().union(*rows)
+
+
+def test_a_method_needing_labels_refuses_a_dataset_without_them(tmp_path, monkeypatch):
+    unlabelled = ArrayImageDataset(np.zeros((32, 8, 8), np.uint8), np.full(32, -1), classes=[])
+    monkeypatch.setattr("seedzoo.training.trainer.get_dataset", lambda *a, **k: unlabelled)
+    with pytest.raises(SeedzooError, match="'toy_peers' trains on labels"):
+        _run(tmp_path, "run", method={"name": "toy_peers"})
 
 
 def test_weight_decay_and_lars_exclude_norms_and_biases():
@@ -236,7 +266,7 @@ def test_warmup_then_cosine_schedule():
     assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 7)) for i in range(7)]
     assert factors[3:] == pytest.approx(cosine)
-    assert all(a >= b for a, b in zip(factors[2:], factors[3:]))
+    assert all(a >= b for a, b in zip(factors[2:], factors[3:], strict=False))
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.6)
     schedule = WarmupCosineSchedule(optimizer, total_steps=10, warmup_steps=3, final_ratio=0.1)

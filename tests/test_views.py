@@ -39,7 +39,7 @@ def test_views_depend_only_on_torch_rng():
     again = recipe(image)
     torch.manual_seed(4)
     other = recipe(image)
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], other[0])
     assert not torch.equal(first[0], first[1])  # two different views of one image
 

@@ -1,4 +1,5 @@
-"""A tiny method and recipe for the trainer's tests (the trainer knows nothing of real methods)."""
+"""A tiny method and recipe for the trainer's tests (the trainer knows nothing of real methods),
+and Batch construction for the methods' tests."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seedzoo.training.methods.base import Method, register_method
+from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
 from seedzoo.zoo.pretrained import create_encoder
 
@@ -16,7 +17,7 @@ class ToyContrastive(Method):
     """InfoNCE between two views with a FIFO queue of negatives: a queue, BatchNorm and
     augmentations, i.e. everything a resume must restore, in a model that trains in seconds.
 
-    ``nan_at_call`` makes the loss NaN at that forward call (counted in a buffer) for tests.
+    ``nan_at_call`` makes the loss NaN at that training forward call (counted in a buffer).
     """
 
     views = "moco_v2"
@@ -31,17 +32,59 @@ class ToyContrastive(Method):
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self.nan_at_call = nan_at_call
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        self.calls += 1
-        query = F.normalize(self.head(self.encoder(views[0])), dim=1)
-        key = F.normalize(self.head(self.encoder(views[1])), dim=1)
-        logits = torch.cat([(query * key).sum(1, keepdim=True), query @ self.queue.embeddings.clone().T],
-                           dim=1) / 0.2
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        self.check_views(batch.views)
+        query, key = (F.normalize(self.head(self.encoder(v)), dim=1) for v in batch.views[:2])
+        logits = torch.cat([(query * key).sum(1, keepdim=True),
+                            query @ self.queue.embeddings.clone().T], dim=1) / 0.2
         loss = F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long))
-        self.queue.enqueue(key.detach())
+        if self.training:
+            self.calls += 1
+            self.queue.enqueue(key.detach())
         if self.nan_at_call is not None and int(self.calls) == self.nan_at_call:
             loss = loss * float("nan")
         return {"loss": loss, "positive_similarity": (query * key).sum(1).mean().detach()}
+
+
+@register_method("toy_peers")
+class ToyPeers(Method):
+    """Two peers, each classifying the labels of one view: what the trainer serves beyond views
+    (labels, sample indices, dataset size, class count) and several exported networks.
+
+    The buffer ``seen`` counts the training forwards that saw each sample index.
+    """
+
+    views = "moco_v2"
+    min_views = 2
+    needs_labels = True
+
+    def __init__(self, *, num_classes: int, dataset_size: int, arch: str = "test_resnet"):
+        super().__init__()
+        self.peers = nn.ModuleList(create_encoder(arch) for _ in range(2))
+        self.classifiers = nn.ModuleList(nn.Linear(p.num_features, num_classes)
+                                         for p in self.peers)
+        self.register_buffer("seen", torch.zeros(dataset_size, dtype=torch.long))
+
+    def encoders(self) -> dict[str, nn.Module]:
+        return {f"peer{i}": peer for i, peer in enumerate(self.peers)}
+
+    def describe(self) -> str:
+        return f"toy_peers: {len(self.peers)} peers"
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        self.check_views(batch.views)
+        losses = [F.cross_entropy(classifier(peer(view)), batch.labels)
+                  for peer, classifier, view in zip(self.peers, self.classifiers, batch.views,
+                                                    strict=False)]
+        if self.training:
+            self.seen[batch.indices] += 1
+        return {"loss": sum(losses) / len(losses)}
+
+
+def as_batch(views: list[torch.Tensor]) -> Batch:
+    """A Batch of ``views`` with no labels (-1) and sample indices 0..N-1."""
+    size = len(views[0])
+    return Batch(views, torch.full((size,), -1), torch.arange(size))
 
 
 def toy_recipe(**sections) -> dict:

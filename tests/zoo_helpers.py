@@ -36,8 +36,8 @@ def hub(hf_cache):
     server = HubServer(token=HUB_TOKEN).start()
     yield server
     server.stop()
-    assert not server.unknown_requests, f"the client sent requests the test hub does not know: " \
-                                        f"{server.unknown_requests}"
+    assert not server.unknown_requests, \
+        f"the client sent requests the test hub does not know: {server.unknown_requests}"
 
 
 def tiny_encoder(arch: str = "test_resnet", seed: int = 0) -> torch.nn.Module:
@@ -64,7 +64,8 @@ def tiny_encoder(arch: str = "test_resnet", seed: int = 0) -> torch.nn.Module:
 def save_in_timm_format(folder: Path, *, model_args: bool = True) -> tuple[torch.nn.Module, Path]:
     """A timm classifier (``test_resnet``, 1000 classes) saved as timm publishes one, and the
     folder: timm's ``save_for_hf`` (``num_classes`` in ``model_args``), or with ``model_args=False``
-    the layout of timm's hub repos (``num_classes: 1000``, no ``model_args``). Both hold ``fc.*``."""
+    the layout of timm's hub repos (``num_classes: 1000``, no ``model_args``). Both hold
+    ``fc.*``."""
     import timm
     from timm.models import save_for_hf
 

@@ -46,7 +46,7 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     padded[: tensor.shape[0]] = tensor
     gathered = [torch.empty_like(padded) for _ in range(world_size())]
     dist.all_gather(gathered, padded)
-    return torch.cat([g[: int(s.item())] for g, s in zip(gathered, sizes)])
+    return torch.cat([g[: int(s.item())] for g, s in zip(gathered, sizes, strict=True)])
 
 
 def init_from_env(*, use_cuda: bool) -> torch.device:

@@ -110,6 +110,6 @@ class WarmupCosineSchedule(LRScheduler):
         changes."""
         shape = ("base_lrs", "total_steps", "warmup_steps", "final_ratio")
         super().load_state_dict({k: v for k, v in state_dict.items() if k not in shape})
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -1,13 +1,14 @@
 """The training loop: any registered method, one or many processes, exact resume.
 
-``train(config, run_dir)`` builds the method from the recipe, trains it on the views of an
-(unlabelled) dataset, and exports ``method.encoder`` to ``run_dir/encoder`` in timm's format.
-A run folder holds::
+``train(config, run_dir)`` builds the method from the recipe, trains it on batches of views,
+labels and sample indices (:class:`seedzoo.training.methods.Batch`), and exports the networks of
+``method.encoders()`` in timm's format: one to ``run_dir/encoder``, several each to
+``run_dir/<name>``. A run folder holds::
 
     config.yaml       the resolved recipe
     checkpoint.pt     the last checkpoint (every train.checkpoint_every_steps and each epoch end)
     metrics.jsonl     one JSON row per log interval and per epoch
-    encoder/          the trained encoder (config.json + model.safetensors), at the end
+    encoder/          the trained encoder (config.json + model.safetensors + card), at the end
     summary.json      configuration, wall time, steps, final loss, package versions
 
 A single-process run stopped by SIGINT (Ctrl-C) or SIGTERM finishes its current step, writes a
@@ -22,7 +23,6 @@ checkpoint has seen and ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import signal
@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 import seedzoo.training.methods  # noqa: F401 (registers the methods)
-from seedzoo.data.datasets import get_dataset
+from seedzoo.data.datasets import dataset_classes, dataset_labels, get_dataset
 from seedzoo.data.subsets import subset_indices
 from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.evaluation.features import dataset_features
@@ -53,7 +53,13 @@ from seedzoo.training.checkpointing import (
     save_checkpoint,
 )
 from seedzoo.training.config import Config, DataConfig, save_config
-from seedzoo.training.methods.base import _METHODS, build_method, list_methods
+from seedzoo.training.methods.base import (
+    Batch,
+    Method,
+    build_method,
+    method_builder,
+    method_options,
+)
 from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
 from seedzoo.training.views import build_views
 from seedzoo.zoo.card import write_card
@@ -74,7 +80,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededViews(Dataset):
-    """The views of a labelled dataset's images (labels dropped), reproducibly augmented.
+    """A :class:`Batch` of one sample: the views of a labelled dataset's image, reproducibly
+    augmented, its label and its index.
 
     Set :attr:`epoch` before creating a loader iterator (workers are forked from it).
     """
@@ -86,13 +93,13 @@ class SeededViews(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> list[torch.Tensor]:
-        image, _ = self.dataset[index]
+    def __getitem__(self, index: int) -> Batch:
+        image, label = self.dataset[index]
         generator = torch.default_generator  # views draw from it; seeding it alone is cheap
         state = generator.get_state()
         generator.manual_seed(sample_seed(self.seed, self.epoch, index))
         try:
-            return self.views(image)
+            return Batch(self.views(image), label, index)
         finally:
             generator.set_state(state)
 
@@ -105,14 +112,17 @@ def training_images(config: Config) -> Dataset:
     return dataset if indices is None else Subset(dataset, indices.tolist())
 
 
+def training_labels(images: Dataset) -> np.ndarray:
+    """The labels of :func:`training_images`, without decoding images."""
+    if isinstance(images, Subset):
+        return dataset_labels(images.dataset)[images.indices]
+    return dataset_labels(images)
+
+
 def check_method_options(config: Config) -> None:
     """Fail clearly when the method section names options its builder does not take."""
-    builder = _METHODS.get(config.method_name)
-    if builder is None:
-        raise SeedzooError(f"Unknown method {config.method_name!r}; known: "
-                           f"{', '.join(list_methods())}.")
-    accepted = inspect.signature(builder).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+    accepted = method_options(config.method_name)
+    if accepted is None:
         return
     unknown = sorted(set(config.method_options) - set(accepted))
     if unknown:
@@ -120,10 +130,18 @@ def check_method_options(config: Config) -> None:
                            f"Valid keys of method: name, {', '.join(accepted)}.")
 
 
-def build_method_from(config: Config):
-    """The recipe's method (``build_method(name, **options)``), options checked first."""
+def build_method_from(config: Config, images: Dataset) -> Method:
+    """The recipe's method, with the size and classes of the training ``images``. Checked first:
+    the options, and the labels when the method (its builder) declares ``needs_labels``."""
     check_method_options(config)
-    return build_method(config.method_name, **config.method_options)
+    classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
+    if getattr(method_builder(config.method_name), "needs_labels", False) \
+            and (not classes or (training_labels(images) < 0).any()):
+        raise SeedzooError(f"Method {config.method_name!r} trains on labels, but data.dataset "
+                           f"{config.data.dataset!r} has unlabelled images; use a labelled "
+                           "dataset (class folders for imagefolder:<path>).")
+    return build_method(config.method_name, dataset_size=len(images), num_classes=len(classes),
+                        **config.method_options)
 
 
 def set_training_preprocessing(encoder, data: DataConfig) -> None:
@@ -160,7 +178,7 @@ class StopSignals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         self.received: int | None = None
         self.previous = {}
         if threading.current_thread() is threading.main_thread() \
@@ -239,21 +257,23 @@ class Trainer:
             raise SeedzooError("train.precision fp16 needs a CUDA GPU; use bf16 on CPU.")
         self.batch_size = data.batch_size // world
 
+        images = training_images(config)
         torch.manual_seed(opt.seed)  # the same initial weights in every process
-        self.method = build_method_from(config)
+        self.method = build_method_from(config, images)
         if opt.sync_bn and world > 1:
             self.method = distributed.convert_sync_batchnorm(self.method, device)
         self.method.to(device)
-        set_training_preprocessing(self.method.encoder, data)
-        report = getattr(self.method, "teacher_report", None)  # what a teacher load took/skipped
-        if report is not None and distributed.is_main_process():
-            print(report.summary())
+        for encoder in self.method.encoders().values():
+            set_training_preprocessing(encoder, data)
+        description = self.method.describe()
+        if description is not None and distributed.is_main_process():
+            print(description)
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
         views = build_views(data.views or self.method.views, image_size=data.image_size,
                             mean=data.mean, std=data.std, **data.view_options)
         self.method.check_views(views.transforms)  # before any training, not at the first step
-        self.dataset = SeededViews(training_images(config), views, opt.seed)
+        self.dataset = SeededViews(images, views, opt.seed)
         self.sampler = distributed.ResumableDistributedSampler(
             self.dataset, batch_size=self.batch_size, seed=opt.seed)
         self.loader = DataLoader(
@@ -326,7 +346,7 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path} does not fit this recipe's method "
                                   f"({error}). Resume with the recipe that started the run.") \
                 from None
-        for group, settings in zip(self.optimizer.param_groups, recipe):
+        for group, settings in zip(self.optimizer.param_groups, recipe, strict=True):
             group.update(settings)  # the checkpoint's were loaded with the state
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -345,7 +365,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
 
     def fit(self) -> dict:
-        """Train to the last epoch (or ``train.max_steps``), export the encoder, return the summary."""
+        """Train to the last epoch (or ``train.max_steps``), export, return the summary."""
         opt = self.config.train
         if distributed.is_distributed():
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -386,16 +406,16 @@ class Trainer:
         window: dict[str, float] = {}
         window_steps, window_images, window_start = 0, 0, time.perf_counter()
         step_start = time.perf_counter()
-        for views in self.loader:
-            views = [v.to(self.device, non_blocking=True) for v in views]
+        for batch in self.loader:
+            batch = batch.to(self.device, non_blocking=True)
             lr = self.optimizer.param_groups[0]["lr"]  # this step's lr
-            metrics = self.train_step(views)
+            metrics = self.train_step(batch)
             self.global_step += 1
             self.step_in_epoch += 1
             now = time.perf_counter()
             self.elapsed_s += now - step_start
             step_start = now
-            images = views[0].shape[0] * distributed.world_size()
+            images = len(batch.indices) * distributed.world_size()
             self.epoch_loss[0] += metrics["loss"]
             self.epoch_loss[1] += 1
             for key, value in metrics.items():
@@ -432,17 +452,17 @@ class Trainer:
         self.save()
         return opt.max_steps is None or self.global_step < opt.max_steps
 
-    def train_step(self, views: list[torch.Tensor]) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, float]:
         """Forward, loss check, backward and update; returns the metrics averaged over processes."""
         opt = self.config.train
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else nullcontext())
         with autocast:
-            outputs = self.model(views)
+            outputs = self.model(batch)
         names = sorted(outputs)
         values = distributed.all_reduce_mean(
             torch.stack([outputs[name].detach().float() for name in names])).tolist()
-        metrics = dict(zip(names, values))
+        metrics = dict(zip(names, values, strict=True))
         if not math.isfinite(metrics["loss"]):
             self._stop_non_finite(f"the loss is {metrics['loss']}", self.global_step + 1)
         self.optimizer.zero_grad(set_to_none=True)
@@ -468,20 +488,35 @@ class Trainer:
     # -- monitoring and the end of a run ------------------------------------------------------
 
     def monitor_knn(self) -> None:
-        """k-NN top-1 of the encoder every ``train.knn_monitor.every_epochs`` epochs."""
+        """k-NN top-1 of each exported network every ``train.knn_monitor.every_epochs`` epochs
+        (logged as ``knn_top1``, or ``knn_top1_<name>`` for several)."""
         monitor = self.config.train.knn_monitor
         if not monitor.every_epochs or self.epoch % monitor.every_epochs:
             return
         if distributed.is_main_process():
-            # Data loaders draw from the global RNG; the run must not notice the monitor.
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
-                                       else []):
-                top1 = knn_top1(self.method.encoder, self.config, self.device)
-            print(f"epoch {self.epoch}: k-NN top-1 {top1:.2f}%")
-            self.log.write({"step": self.global_step, "epoch": self.epoch, "knn_top1": top1})
+            encoders = self.method.encoders()
+            several = len(encoders) > 1
+            row = {"step": self.global_step, "epoch": self.epoch}
+            for name, encoder in encoders.items():
+                # Data loaders draw from the global RNG; the run must not notice the monitor.
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
+                                           else []):
+                    top1 = knn_top1(encoder, self.config, self.device)
+                row[f"knn_top1_{name}" if several else "knn_top1"] = top1
+                print(f"epoch {self.epoch}: k-NN top-1 {top1:.2f}%" + (f" ({name})" * several))
+            self.log.write(row)
         self.method.train()
 
+    def encoder_dirs(self) -> dict[str, Path]:
+        """Where each network of ``method.encoders()`` is exported: ``run_dir/encoder`` for one,
+        ``run_dir/<name>`` each for several."""
+        names = list(self.method.encoders())
+        if len(names) == 1:
+            return {names[0]: self.run_dir / ENCODER_DIR}
+        return {name: self.run_dir / name for name in names}
+
     def summary(self, *, finished: bool) -> dict:
+        folders = {name: str(folder) for name, folder in self.encoder_dirs().items()}
         return {
             "finished": finished,
             "method": self.config.method_name,
@@ -495,15 +530,18 @@ class Trainer:
             "wall_time_s": round(self.elapsed_s, 1),
             "images_per_s": round(self.global_step * self.config.data.batch_size
                                   / max(self.elapsed_s, 1e-9), 1),
-            "encoder": str(self.run_dir / ENCODER_DIR) if finished else None,
+            "encoder": str(self.run_dir / ENCODER_DIR) if finished and len(folders) == 1 else None,
+            "encoders": folders if finished else None,
             "config": self.config.to_dict(),
             "versions": package_versions(),
         }
 
     def export(self, summary: dict) -> None:
-        """Write the encoder (its pretrained_cfg is the training preprocessing) and the summary."""
-        encoder_dir = save_pretrained(self.method.encoder, self.run_dir / ENCODER_DIR)
-        write_card(encoder_dir, run=summary)
+        """Write each exported network with its card (its pretrained_cfg is the training
+        preprocessing), then the summary."""
+        encoders = self.method.encoders()
+        for name, folder in self.encoder_dirs().items():
+            write_card(save_pretrained(encoders[name], folder), run=summary)
         write_text_atomic(self.run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
 
 

@@ -1,28 +1,76 @@
 """The contract between the trainer and a method.
 
 A method is one module file in this package that defines its modules and loss, and registers a
-builder with :func:`register_method`. The trainer knows nothing else about methods:
+builder with :func:`register_method`. The trainer never names a method; it serves what the
+method declares:
 
-- ``build_method(name, **options)`` returns a :class:`Method` (an ``nn.Module``);
-- ``method(views)`` takes the list of augmented view batches of one step (each ``(B, C, H, W)``)
-  and returns a dict of scalar tensors that must contain ``"loss"`` (the rest is logged);
-- ``method.encoder`` is the timm encoder being trained (exported at the end of a run);
-- everything a method must carry across a resume (queues, pointers, momentum encoders,
-  frozen teachers) lives in its parameters and registered buffers, so ``state_dict()`` holds it;
-- ``method.views`` names the view recipe it expects (see ``seedzoo.training.views``) unless
-  the recipe overrides it, and ``method.min_views`` how many views of each image it needs.
+- ``build_method(name, **options)`` returns a :class:`Method` (an ``nn.Module``); a builder whose
+  signature names ``dataset_size`` or ``num_classes`` also gets them from the training data;
+- ``method(batch)`` takes one step's :class:`Batch` (the view batches, each ``(B, C, H, W)``; the
+  labels; the indices of the samples in the training set, ``0 <= i < dataset_size``) and
+  returns a dict of scalar tensors that must contain ``"loss"`` (the rest is logged);
+- ``views`` names the view recipe it expects (see ``seedzoo.training.views``) unless the recipe
+  overrides it, and ``min_views`` how many views of each image it needs (fewer: SeedzooError);
+- ``needs_labels`` (an attribute of the builder: the class): the trainer refuses a dataset
+  without labels before building the method;
+- ``encoders()`` names the timm networks it exports (``{"encoder": self.encoder}`` by default);
+- ``describe()`` returns what the trainer prints once at the start (e.g. what a teacher load
+  took), or None;
+- in eval mode (``method.eval()``) a forward pass computes the loss and changes no state: no
+  enqueue, no momentum update, no buffer write;
+- everything a resume needs (queues, pointers, momentum encoders, frozen teachers) lives in its
+  parameters and registered buffers, so ``state_dict()`` holds it.
+
+A new method, in its own module (imported by ``seedzoo/training/methods/__init__.py``)::
+
+    @register_method("byol_like")
+    class ByolLike(Method):
+        views, min_views = "moco_v2", 2
+
+        def __init__(self, *, encoder: dict | str, dim: int = 128, dataset_size: int):
+            super().__init__()
+            self.encoder = build_encoder(encoder)
+            self.head = mlp_head(feature_dim(self.encoder), dim)
+            self.register_buffer("bank", torch.zeros(dataset_size, dim))  # a resume keeps it
+
+        def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+            self.check_views(batch.views)
+            first, second = (self.head(self.encoder(v)) for v in batch.views[:2])
+            loss = F.mse_loss(first, second.detach())
+            if self.training:  # eval mode changes no state
+                self.bank[batch.indices] = first.detach()
+            return {"loss": loss}
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from seedzoo.errors import SeedzooError
 
-_METHODS: dict[str, Callable[..., "Method"]] = {}
+_METHODS: dict[str, Callable[..., Method]] = {}
+
+#: What the trainer knows of its data, given to the builders whose signature names it.
+DATA_CONTEXT = ("dataset_size", "num_classes")
+
+
+class Batch(NamedTuple):
+    """One step's data; a sample is a Batch too (an int label and index), which the default
+    DataLoader collate stacks into this."""
+
+    views: list[torch.Tensor]
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return Batch([v.to(device, non_blocking=non_blocking) for v in self.views],
+                     self.labels.to(device, non_blocking=non_blocking),
+                     self.indices.to(device, non_blocking=non_blocking))
 
 
 class Method(nn.Module):
@@ -31,9 +79,18 @@ class Method(nn.Module):
     encoder: nn.Module
     views: str = "moco_v2"
     min_views: int = 1
+    needs_labels: bool = False
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def encoders(self) -> dict[str, nn.Module]:
+        """The timm networks this method trains for export, by name."""
+        return {"encoder": self.encoder}
+
+    def describe(self) -> str | None:
+        """What the trainer prints once before training (None: nothing)."""
+        return None
 
     def check_views(self, views) -> None:
         """A clear error when ``views`` (view batches, or a view recipe's transforms) are fewer
@@ -57,8 +114,26 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def build_method(name: str, **options) -> Method:
-    """Build the method registered as ``name`` with its ``options`` (the recipe's method section)."""
+def method_builder(name: str) -> Callable[..., Method]:
+    """The builder registered as ``name``."""
     if name not in _METHODS:
         raise SeedzooError(f"Unknown method {name!r}; known: {', '.join(list_methods())}.")
-    return _METHODS[name](**options)
+    return _METHODS[name]
+
+
+def method_options(name: str) -> list[str] | None:
+    """The options a recipe may give method ``name`` (None: any, its builder takes ``**``)."""
+    parameters = inspect.signature(method_builder(name)).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return [p for p in parameters if p not in DATA_CONTEXT]
+
+
+def build_method(name: str, *, dataset_size: int | None = None, num_classes: int | None = None,
+                 **options) -> Method:
+    """Build the method registered as ``name`` with its ``options`` (the recipe's method section)
+    and, where its builder's signature names them, ``dataset_size`` and ``num_classes``."""
+    builder = method_builder(name)
+    parameters = inspect.signature(builder).parameters
+    context = {"dataset_size": dataset_size, "num_classes": num_classes}
+    return builder(**{k: v for k, v in context.items() if k in parameters}, **options)

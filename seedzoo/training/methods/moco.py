@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from seedzoo.training.distributed import all_gather_cat, is_distributed, rank
 from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
-from seedzoo.training.methods.base import Method, register_method
+from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
 
 
@@ -80,7 +80,8 @@ class MoCo(Method):
         keys = F.normalize(self.key_head(self.key_encoder(images)).float(), dim=1)
         return restore(keys) if shuffle else keys
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        views = batch.views
         self.check_views(views)
         queries = F.normalize(self.head(self.encoder(views[0])).float(), dim=1)
         if self.training:

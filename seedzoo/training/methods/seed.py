@@ -5,8 +5,8 @@ One augmented view goes to both networks. The teacher (frozen, eval mode, no gra
 the student's backbone and projection head (Linear-ReLU-Linear to the teacher's width) embed it
 too; both are L2-normalised. Each is scored against ``[the teacher's own embedding; a FIFO queue
 of past teacher embeddings]``; the teacher's scores at a sharp temperature give the target
-distribution of a soft cross-entropy on the student's scores. The batch's teacher embeddings then
-enter the queue (gathered from every process).
+distribution of a soft cross-entropy on the student's scores. In training mode the batch's teacher
+embeddings then enter the queue (gathered from every process).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from seedzoo.errors import SeedzooError
 from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
-from seedzoo.training.methods.base import Method, register_method
+from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
 from seedzoo.training.teachers import load_backbone, load_projection_head
 
@@ -89,7 +89,7 @@ class SEED(Method):
         self.teacher_temperature = teacher_temperature
         self.teacher.eval()
 
-    def train(self, mode: bool = True) -> "SEED":
+    def train(self, mode: bool = True) -> SEED:
         """Switch the student; the teacher stays in eval mode (frozen BatchNorm statistics)."""
         super().train(mode)
         self.teacher.eval()
@@ -107,17 +107,24 @@ class SEED(Method):
                          teacher_temperature=self.teacher_temperature)
         return loss, teacher
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        views = batch.views
         self.check_views(views)
         loss, teacher = self._distill(views[0], self.queue)
         metrics = {"loss": loss}
         if self.small_patch_queue is not None:
             small_loss, small_teacher = self._distill(torch.cat(views[1:]), self.small_patch_queue)
-            self.small_patch_queue.enqueue(small_teacher[: views[1].shape[0]])
+            if self.training:
+                self.small_patch_queue.enqueue(small_teacher[: views[1].shape[0]])
             metrics = {"loss": loss + small_loss, "loss_global": loss,
                        "loss_small_patch": small_loss}
-        self.queue.enqueue(teacher)
+        if self.training:
+            self.queue.enqueue(teacher)
         return metrics
+
+    def describe(self) -> str:
+        """What the teacher load took and skipped."""
+        return self.teacher_report.summary()
 
 
 class ProjectedTeacher(nn.Sequential):

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from seedzoo.training.distributed import all_gather_cat, is_distributed, rank
 from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
-from seedzoo.training.methods.base import Method, register_method
+from seedzoo.training.methods.base import Batch, Method, register_method
 
 
 def nt_xent(first: torch.Tensor, second: torch.Tensor, *, temperature: float,
@@ -67,9 +67,10 @@ class SimCLR(Method):
         self.temperature = temperature
         self.gather_distributed = gather_distributed
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        self.check_views(views)
-        first, second = (F.normalize(self.head(self.encoder(v)).float(), dim=1) for v in views[:2])
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        self.check_views(batch.views)
+        first, second = (F.normalize(self.head(self.encoder(v)).float(), dim=1)
+                         for v in batch.views[:2])
         negatives = None
         if self.gather_distributed and is_distributed():
             negatives = (_GatherWithGradient.apply(first), _GatherWithGradient.apply(second))

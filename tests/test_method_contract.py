@@ -1,0 +1,112 @@
+"""Every registered method keeps the contract of ``seedzoo.training.methods.base`` (tiny models,
+batch 4 at 32 px): loss, resume, views, eval mode, exported networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import trainer_helpers  # noqa: F401  (registers the trainer's toy methods: they keep it too)
+from torch import nn
+
+from seedzoo.errors import SeedzooError
+from seedzoo.training.methods import Batch, build_method, list_methods
+
+TINY_ENCODER = {"arch": "test_resnet", "pretrained_cfg": {"input_size": [3, 32, 32]}}
+DATASET_SIZE, NUM_CLASSES, BATCH = 16, 3, 4
+
+# Tiny options of every registered method; a method registered without an entry fails below.
+TINY = {
+    "seed": {"student": TINY_ENCODER, "teacher": {"source": "timm:test_resnet"},
+             "queue_size": 6, "hidden_dim": 16, "small_patch_queue_size": 6},
+    "moco": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16, "queue_size": 6,
+             "momentum": 0.9},
+    "simclr": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16},
+    "toy_contrastive": {"queue_size": 6},
+    "toy_peers": {},
+}
+
+pytestmark = [pytest.mark.parametrize("name", list_methods()),
+              pytest.mark.usefixtures("single_thread"),
+              pytest.mark.filterwarnings("ignore:Teacher timm:UserWarning")]
+
+
+def build(name: str, seed: int = 0):
+    assert name in TINY, f"method {name!r} is registered but has no tiny options in TINY"
+    torch.manual_seed(seed)
+    return build_method(name, dataset_size=DATASET_SIZE, num_classes=NUM_CLASSES, **TINY[name])
+
+
+def make_batch(views: int, seed: int = 0) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    return Batch([torch.randn(BATCH, 3, 32, 32, generator=generator) for _ in range(views)],
+                 torch.randint(NUM_CLASSES, (BATCH,), generator=generator),
+                 torch.randperm(DATASET_SIZE, generator=generator)[:BATCH])
+
+
+def full_batch(method) -> Batch:
+    return make_batch(max(method.min_views, 2))
+
+
+def state(method) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer (persistent or not), copied."""
+    return {name: value.detach().clone()
+            for name, value in [*method.named_parameters(), *method.named_buffers()]}
+
+
+def assert_same_state(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    changed = [name for name in expected if not torch.equal(got[name], expected[name])]
+    assert not changed, f"changed: {changed[:5]}"
+
+
+def test_forward_returns_a_finite_scalar_loss_that_backpropagates(name):
+    method = build(name).train()
+    outputs = method(full_batch(method))
+    assert isinstance(outputs, dict) and "loss" in outputs
+    assert all(value.ndim == 0 for value in outputs.values())
+    assert torch.isfinite(outputs["loss"])
+    outputs["loss"].backward()
+    for encoder in method.encoders().values():
+        assert any(p.grad is not None for p in encoder.parameters())
+
+
+def test_state_dict_round_trip_resumes_exactly(name):
+    method = build(name).train()
+    method(full_batch(method))  # queues, pointers and momentum encoders move
+    resumed = build(name, seed=1).train()
+    resumed.load_state_dict(method.state_dict())
+    assert_same_state(state(resumed), state(method))
+    batch = make_batch(max(method.min_views, 2), seed=1)
+    torch.testing.assert_close(resumed(batch)["loss"], method(batch)["loss"], rtol=0, atol=0)
+    assert_same_state(state(resumed), state(method))
+
+
+def test_too_few_views_is_a_clear_error(name):
+    method = build(name)
+    with pytest.raises(SeedzooError, match=f"at least {method.min_views} views"):
+        method(make_batch(method.min_views - 1))
+
+
+def test_eval_mode_forward_changes_no_state(name):
+    method = build(name).train()
+    method(full_batch(method))
+    method.eval()
+    before = state(method)
+    method(make_batch(max(method.min_views, 2), seed=2))["loss"]
+    assert_same_state(state(method), before)
+
+
+def test_encoders_are_named_timm_networks_of_the_method(name):
+    method = build(name)
+    encoders = method.encoders()
+    assert encoders and all(isinstance(key, str) for key in encoders)
+    submodules = list(method.modules())
+    for encoder in encoders.values():
+        assert isinstance(encoder, nn.Module) and isinstance(encoder.pretrained_cfg, dict)
+        assert "input_size" in encoder.pretrained_cfg
+        assert any(encoder is module for module in submodules)  # trained, and in state_dict()
+
+
+def test_describe_is_text_or_nothing(name):
+    description = build(name).describe()
+    assert description is None or (isinstance(description, str) and description)
