@@ -31,6 +31,31 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the block; a
+    :class:`SeedzooError` naming ``what`` when another process holds it. Released when the block
+    ends or the process dies."""
+    import fcntl  # POSIX only; imported where used so the rest of the module stays portable
+
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SeedzooError(f"{what} is in use by {holder}; wait for it to finish or stop it, "
+                               "or choose another folder.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
     """``path`` as a place a file (or with ``folder``, a folder) can be written, checked before
     any work: not an existing folder (file) in its way, and a writable folder above it."""

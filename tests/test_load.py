@@ -196,3 +196,11 @@ def test_a_training_checkpoint_loads_with_its_run_preprocessing(tmp_path):
     assert loaded.pretrained_cfg["input_size"] == (3, 32, 32)
     assert tuple(loaded.pretrained_cfg["mean"]) == (0.25, 0.25, 0.25)
     assert seedzoo.transform_for(loaded)(Image.new("L", (28, 28))).shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("not_a_model", ["not a model", None, torch.nn.Linear(2, 2)])
+def test_save_pretrained_of_something_that_is_not_an_encoder_writes_nothing(tmp_path,
+                                                                            not_a_model):
+    with pytest.raises(TypeError, match="save_pretrained expects a timm encoder"):
+        save_pretrained(not_a_model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -240,3 +240,11 @@ def test_a_classifier_or_a_folder_is_not_a_projection_head(tmp_path):
     folder = save_pretrained(trained, tmp_path / "encoder")
     with pytest.raises(CheckpointError, match="checkpoint file"):
         load_projection_head(str(folder))
+
+
+def test_a_teacher_folder_of_another_architecture_than_the_recipe_says_is_refused(tmp_path):
+    folder = save_pretrained(create_encoder(ARCH), tmp_path / "teacher")
+    with pytest.raises(ModelNotFoundError, match=f"is a {ARCH}, but the recipe says arch "
+                                                 "resnet50"):
+        load_backbone(str(folder), arch="resnet50")
+    assert load_backbone(str(folder), arch=ARCH)[0].pretrained_cfg["architecture"] == ARCH

@@ -187,7 +187,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     message = capsys.readouterr().err
     assert code == 2
     assert "stopped at step 8" in message and "the loss is nan" in message
-    assert "checkpoint.pt (step 6)" in message
+    assert "checkpoint.pt (step 6, largest |value|" in message
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["progress"]["global_step"] == 6
     assert all(torch.isfinite(v).all() for v in state["method"].values() if v.is_floating_point())
@@ -299,3 +299,60 @@ def test_checkpoint_files_are_read_safely(tmp_path, uninterrupted):
     doubled = {name: torch.cat([rows, rows]) for name, rows in states.items()}
     assert restore_rng_states(states, torch.device("cpu"))
     assert not restore_rng_states(doubled, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("teacher", [None, "absent"])
+def test_a_required_method_option_left_out_or_null_is_a_clear_error(tmp_path, teacher):
+    method = {"name": "seed", "student": "test_resnet"}
+    if teacher != "absent":
+        method["teacher"] = teacher
+    with pytest.raises(SeedzooError, match=r"Method 'seed' needs method\.teacher in the recipe"):
+        _run(tmp_path, "run", method=method)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_state_that_is_not_finite_is_never_checkpointed_and_the_one_before_is_kept(tmp_path,
+                                                                                   capsys):
+    """A buffer turns infinite at step 5 while the loss stays finite: the checkpoint of step 6
+    is not written; steps 4 (last) and 2 (the one before) are kept, and the run continues from
+    the earlier one with --resume-from."""
+    recipe = tmp_path / "inf.yaml"
+    recipe.write_text(json.dumps(toy_recipe(method={"inf_state_at_call": 5})))
+    run_dir = tmp_path / "run"
+    assert cli_main(["train", "--config", str(recipe), "--out", str(run_dir)]) == 2
+    message = capsys.readouterr().err
+    assert "stopped at step 6" in message and "method.scale is not finite" in message
+    assert "checkpoint.prev.pt (step 2, largest |value|" in message
+    assert "checkpoint.pt (step 4, largest |value|" in message
+    assert f"--resume-from {run_dir / 'checkpoint.prev.pt'}" in message
+    assert load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"] == 4
+    assert load_checkpoint(run_dir / "checkpoint.prev.pt")["progress"]["global_step"] == 2
+    assert cli_main(["train", "--config", str(recipe), "--out", str(run_dir), "--resume-from",
+                     str(run_dir / "checkpoint.prev.pt"),
+                     "--set", "method.inf_state_at_call=null"]) == 0
+    assert "from checkpoint.prev.pt at step 2" in capsys.readouterr().out
+
+
+def test_resume_with_nothing_to_resume_is_refused(tmp_path):
+    with pytest.raises(SeedzooError, match="Nothing to resume: .*checkpoint.pt does not exist"):
+        _run(tmp_path, "fresh", resume=True)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_a_run_folder_in_use_by_another_training_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from seedzoo.files import exclusive_lock\n"
+        "with exclusive_lock(sys.argv[1], 'x'):\n"
+        "    print('locked', flush=True); time.sleep(60)"), str(run_dir / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SeedzooError, match=r"The run folder .*run is in use by process "
+                                               rf"{holder.pid}"):
+            _run(tmp_path, "run")
+        assert not (run_dir / "config.yaml").exists() and not (run_dir / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()

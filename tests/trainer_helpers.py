@@ -17,20 +17,22 @@ class ToyContrastive(Method):
     """InfoNCE between two views with a FIFO queue of negatives: a queue, BatchNorm and
     augmentations, i.e. everything a resume must restore, in a model that trains in seconds.
 
-    ``nan_at_call`` makes the loss NaN at that training forward call (counted in a buffer).
+    ``nan_at_call`` makes the loss NaN at that training forward call (counted in a buffer);
+    ``inf_state_at_call`` makes a buffer infinite there while the loss stays finite.
     """
 
     views = "moco_v2"
     min_views = 2
 
     def __init__(self, arch: str = "test_resnet", dim: int = 16, queue_size: int = 64,
-                 nan_at_call: int | None = None):
+                 nan_at_call: int | None = None, inf_state_at_call: int | None = None):
         super().__init__()
         self.encoder = create_encoder(arch)
         self.head = nn.Linear(self.encoder.num_features, dim)
         self.queue = EmbeddingQueue(queue_size, dim)
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
-        self.nan_at_call = nan_at_call
+        self.register_buffer("scale", torch.ones(()))
+        self.nan_at_call, self.inf_state_at_call = nan_at_call, inf_state_at_call
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
@@ -43,6 +45,8 @@ class ToyContrastive(Method):
             self.queue.enqueue(key.detach())
         if self.nan_at_call is not None and int(self.calls) == self.nan_at_call:
             loss = loss * float("nan")
+        if self.inf_state_at_call is not None and int(self.calls) == self.inf_state_at_call:
+            self.scale.fill_(float("inf"))
         return {"loss": loss, "positive_similarity": (query * key).sum(1).mean().detach()}
 
 

@@ -25,6 +25,9 @@ def register(subparsers) -> None:
                         help="run folder (default: runs/<recipe name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--resume-from", metavar="CHECKPOINT",
+                        help="continue the run in --out from this checkpoint instead (e.g. "
+                        "its checkpoint.prev.pt, kept for when the last one went bad)")
     parser.set_defaults(func=run)
 
 
@@ -36,12 +39,14 @@ def run(args) -> int:
     if args.out is None and args.config is None:
         raise SeedzooError("Give --config FILE, or --out DIR --resume to continue a run.")
     run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    config, changes = run_config(args.config, args.overrides, run_dir, resume=args.resume)
+    resume = args.resume or args.resume_from is not None
+    config, changes = run_config(args.config, args.overrides, run_dir, resume=resume)
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun starts one CLI per process
     if changes and main_process:
         print("Resuming with changed settings: " + "; ".join(changes))
-    summary = train(config, run_dir, resume=args.resume)
+    summary = train(config, run_dir, resume=args.resume, resume_from=args.resume_from)
     if summary["finished"] and main_process:
+        exported = ", ".join(summary["encoders"].values())
         print(f"Trained {summary['steps']} steps in {summary['wall_time_s']:.0f} s "
-              f"(final loss {summary['final_loss']:.4f}); encoder: {summary['encoder']}")
+              f"(final loss {summary['final_loss']:.4f}); exported: {exported}")
     return 0

@@ -29,12 +29,37 @@ FORMAT = "seedzoo-train-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically (temp file, fsync, rename)."""
-    with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
+def save_checkpoint(state: dict, path: str | os.PathLike,
+                    previous: str | os.PathLike | None = None) -> None:
+    """Write ``state`` to ``path`` atomically (temp file, fsync, rename); the file it replaces
+    becomes ``previous`` when given."""
+    with atomic_write_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if previous is not None and os.path.exists(path):
+            os.replace(path, previous)
+
+
+def first_non_finite(state, prefix: str = "") -> str | None:
+    """The name of the first tensor in the nested dict/list ``state`` holding NaN or infinity."""
+    if isinstance(state, torch.Tensor):
+        return prefix if state.is_floating_point() and not torch.isfinite(state).all() else None
+    items = state.items() if isinstance(state, dict) else \
+        enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        found = first_non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def largest_magnitude(state: dict[str, torch.Tensor]) -> float:
+    """The largest absolute value among the floating-point tensors of a state dict."""
+    return max((float(t.abs().max()) for t in state.values()
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()),
+               default=0.0)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -42,8 +67,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated file, foreign pickle, not a torch file, ...
-        raise CheckpointError(f"Cannot read training checkpoint {path}: {error}. Delete it to "
-                              "restart from the previous one, or start the run afresh.") from None
+        raise CheckpointError(f"Cannot read training checkpoint {path}: {error}. Continue "
+                              "from the checkpoint before it (seedzoo train --out <run> "
+                              "--resume-from <run>/checkpoint.prev.pt) if the run folder has "
+                              "one, or start the run afresh.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a seedzoo training checkpoint.")
     if state.get("version") != VERSION:

@@ -40,6 +40,11 @@ def load_backbone(source: str, arch: str | None = None) -> tuple[nn.Module, Load
         model = load_weights_file(path, arch)
         return model.eval(), model.load_report
     model = load(source)
+    found = model.pretrained_cfg.get("architecture")
+    if arch is not None and found != arch:
+        raise ModelNotFoundError(f"The teacher {source} is a {found}, but the recipe says arch "
+                                 f"{arch}; fix method.teacher.arch (or leave it out: a folder or "
+                                 "hub model names its own architecture).")
     return model.eval(), LoadReport(source, "seedzoo/timm folder or hub",
                                     loaded=list(model.state_dict()))
 

@@ -23,6 +23,7 @@ checkpoint has seen and ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -40,14 +41,17 @@ from tqdm.auto import tqdm
 import seedzoo.training.methods  # noqa: F401 (registers the methods)
 from seedzoo.data.datasets import dataset_classes, dataset_labels, get_dataset
 from seedzoo.data.subsets import subset_indices
+from seedzoo.devices import resolve_device
 from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.evaluation.features import dataset_features
 from seedzoo.evaluation.knn import knn_classify
-from seedzoo.files import write_text_atomic
+from seedzoo.files import exclusive_lock, write_text_atomic
 from seedzoo.provenance import package_versions
 from seedzoo.training import distributed
 from seedzoo.training.checkpointing import (
+    first_non_finite,
     gather_rng_states,
+    largest_magnitude,
     load_checkpoint,
     restore_rng_states,
     save_checkpoint,
@@ -59,6 +63,7 @@ from seedzoo.training.methods.base import (
     build_method,
     method_builder,
     method_options,
+    required_options,
 )
 from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
 from seedzoo.training.views import build_views
@@ -67,11 +72,13 @@ from seedzoo.zoo.layout import (
     CHECKPOINT_METHOD_KEY,
     CHECKPOINT_NAME,
     ENCODER_DIR,
+    LOCK_NAME,
     METRICS_NAME,
+    PREVIOUS_CHECKPOINT_NAME,
     RUN_CONFIG_NAME,
     SUMMARY_NAME,
 )
-from seedzoo.zoo.pretrained import save_pretrained
+from seedzoo.zoo.pretrained import save_pretrained, training_preprocessing
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -120,7 +127,14 @@ def training_labels(images: Dataset) -> np.ndarray:
 
 
 def check_method_options(config: Config) -> None:
-    """Fail clearly when the method section names options its builder does not take."""
+    """Fail clearly when the method section names options its builder does not take, or
+    leaves out (or nulls) one it needs."""
+    missing = [name for name in required_options(config.method_name)
+               if config.method_options.get(name) is None]
+    if missing:
+        raise SeedzooError(f"Method {config.method_name!r} needs method.{missing[0]} in the "
+                           f"recipe (required: {', '.join(required_options(config.method_name))}"
+                           "); see the method's docstring for what it takes.")
     accepted = method_options(config.method_name)
     if accepted is None:
         return
@@ -147,17 +161,14 @@ def build_method_from(config: Config, images: Dataset) -> Method:
 def set_training_preprocessing(encoder, data: DataConfig) -> None:
     """Record the training crops' size and normalisation as the encoder's ``pretrained_cfg``, so
     evaluation (and the exported ``config.json``) preprocesses images the same way."""
-    encoder.pretrained_cfg = {
-        **encoder.pretrained_cfg, "input_size": (3, data.image_size, data.image_size),
-        "mean": tuple(data.mean), "std": tuple(data.std), "crop_pct": data.crop_pct,
-        "interpolation": data.view_options.get("interpolation", "bilinear")}
+    encoder.pretrained_cfg = {**encoder.pretrained_cfg,
+                              **training_preprocessing(dataclasses.asdict(data))}
 
 
 def _select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SeedzooError("train.device is cuda but no CUDA GPU is visible; use "
-                           "--set train.device=cpu (or auto).")
-    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    """``train.device`` (auto: CUDA when visible) checked, then set up for this process."""
+    use_cuda = name == "auto" and torch.cuda.is_available() or \
+        name != "auto" and resolve_device(name).type == "cuda"
     return distributed.init_from_env(use_cuda=use_cuda)
 
 
@@ -303,7 +314,7 @@ class Trainer:
         self.elapsed_s = 0.0                   # training time over all sessions of the run
         self.epoch_loss = [0.0, 0]             # sum and count of this epoch's losses
         self.final_loss: float | None = None   # mean loss of the last finished epoch
-        self.last_checkpoint_step: int | None = None
+        self.kept: list[tuple[int, float]] = []  # (step, largest |value|) of the checkpoints kept
         self.model = self.method               # wrapped in DDP by fit()
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -313,16 +324,17 @@ class Trainer:
         return self.run_dir / CHECKPOINT_NAME
 
     def save(self) -> None:
-        """Write the checkpoint (collective: every process contributes its RNG state)."""
-        bad = [name for name, p in self.method.named_parameters() if not torch.isfinite(p).all()]
+        """Write the checkpoint, keeping the one before it (collective: every process contributes
+        its RNG state). A state holding NaN or infinity anywhere is never written."""
+        method_state, optimizer_state = self.method.state_dict(), self.optimizer.state_dict()
+        bad = first_non_finite({"method": method_state, "optimizer": optimizer_state})
         if bad:
-            self._stop_non_finite(f"parameter {bad[0]} is not finite after it",
-                                  self.global_step)
+            self._stop_non_finite(f"{bad} is not finite after it", self.global_step)
         rng = gather_rng_states(self.device)
         if distributed.is_main_process():
             save_checkpoint({
-                CHECKPOINT_METHOD_KEY: self.method.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                CHECKPOINT_METHOD_KEY: method_state,
+                "optimizer": optimizer_state,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "rng": rng,
@@ -331,8 +343,8 @@ class Trainer:
                              "epoch_loss": list(self.epoch_loss),
                              "final_loss": self.final_loss},
                 "config": self.config.to_dict(),
-            }, self.checkpoint_path)
-        self.last_checkpoint_step = self.global_step
+            }, self.checkpoint_path, previous=self.run_dir / PREVIOUS_CHECKPOINT_NAME)
+        self.kept = [*self.kept[-1:], (self.global_step, largest_magnitude(method_state))]
 
     def restore(self, state: dict) -> None:
         """Continue from a checkpoint: its weights, optimiser state, schedule position and RNG,
@@ -354,7 +366,7 @@ class Trainer:
         self.epoch, self.step_in_epoch = progress["epoch"], progress["step_in_epoch"]
         self.global_step, self.elapsed_s = progress["global_step"], progress["elapsed_s"]
         self.epoch_loss, self.final_loss = list(progress["epoch_loss"]), progress["final_loss"]
-        self.last_checkpoint_step = self.global_step
+        self.kept = [(self.global_step, largest_magnitude(state[CHECKPOINT_METHOD_KEY]))]
         if not restore_rng_states(state["rng"], self.device):
             writers, world = state["rng"]["torch"].shape[0], distributed.world_size()
             warnings.warn(f"{self.checkpoint_path} was written by {writers} processes and is "
@@ -477,13 +489,20 @@ class Trainer:
 
     def _stop_non_finite(self, what: str, step: int):
         where = f"step {step} (epoch {self.epoch + 1} of {self.config.train.epochs})"
-        kept = (f"The last good checkpoint, {self.checkpoint_path} (step "
-                f"{self.last_checkpoint_step}), is kept." if self.last_checkpoint_step is not None
-                else "No checkpoint had been written yet.")
-        raise SeedzooError(
-            f"Training stopped at {where}: {what}. {kept} Lower the learning rate (train.lr or "
-            "train.base_lr), set train.grad_clip, or use train.precision=fp32, then continue "
-            "with --resume.")
+        fix = ("Lower the learning rate (train.lr or train.base_lr), set train.grad_clip, or use "
+               "train.precision=fp32")
+        if not self.kept:
+            raise SeedzooError(f"Training stopped at {where}: {what}. No checkpoint had been "
+                               f"written yet. {fix}, and start again.")
+        names = [PREVIOUS_CHECKPOINT_NAME, CHECKPOINT_NAME][-len(self.kept):]
+        kept = "; ".join(f"{self.run_dir / name} (step {step_}, largest |value| {scale:.3g})"
+                         for name, (step_, scale) in zip(names, self.kept, strict=True))
+        earlier = (f" If it fails again at once, the last checkpoint's weights were already "
+                   f"diverging (compare the largest values): continue from the one before it "
+                   f"with --resume-from {self.run_dir / PREVIOUS_CHECKPOINT_NAME}."
+                   if len(self.kept) > 1 else "")
+        raise SeedzooError(f"Training stopped at {where}: {what}. Kept, all finite: {kept}. "
+                           f"{fix}, then continue with --resume.{earlier}")
 
     # -- monitoring and the end of a run ------------------------------------------------------
 
@@ -560,25 +579,42 @@ def knn_top1(encoder, config: Config, device: torch.device) -> float:
     return 100.0 * float((predicted == test_y).float().mean())
 
 
-def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict:
-    """Train ``config`` in ``run_dir`` (continuing its checkpoint when ``resume``); returns the
-    run summary. Under ``torchrun`` every process calls this."""
+def _check_start(run_dir: Path, checkpoint: Path, resuming: bool) -> None:
+    """A new run needs a folder without a checkpoint; a resumed one needs its checkpoint."""
+    if not resuming and checkpoint.exists():
+        raise SeedzooError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it "
+                           "with --resume or choose another --out.")
+    if resuming and not checkpoint.is_file():
+        raise SeedzooError(f"Nothing to resume: {checkpoint} does not exist. Start a new run "
+                           "without --resume (or give the run folder that holds it).")
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False,
+          resume_from: str | Path | None = None) -> dict:
+    """Train ``config`` in ``run_dir``; returns the run summary. ``resume`` continues from the
+    folder's last checkpoint, ``resume_from`` from a given one (e.g. ``checkpoint.prev.pt``).
+    The run folder is locked while it trains. Under ``torchrun`` every process calls this."""
     run_dir = Path(run_dir)
+    resuming = resume or resume_from is not None
+    checkpoint = Path(resume_from) if resume_from is not None else run_dir / CHECKPOINT_NAME
+    _check_start(run_dir, checkpoint, resuming)  # before the work of building the method
     device = _select_device(config.train.device)
     try:
-        checkpoint = run_dir / CHECKPOINT_NAME
-        if checkpoint.exists() and not resume:
-            raise SeedzooError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it "
-                               "with --resume or choose another --out.")
-        trainer = Trainer(config, run_dir, device)
-        if resume and checkpoint.exists():
-            trainer.restore(load_checkpoint(checkpoint))
-            if distributed.is_main_process():
-                print(f"Resuming {run_dir} at step {trainer.global_step} (epoch "
-                      f"{trainer.epoch + 1}, batch {trainer.step_in_epoch + 1}).")
-        if distributed.is_main_process():
+        trainer = Trainer(config, run_dir, device)  # writes nothing
+        main = distributed.is_main_process()
+        if main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / RUN_CONFIG_NAME)
-        return trainer.fit()
+        with exclusive_lock(run_dir / LOCK_NAME, f"The run folder {run_dir}") if main \
+                else nullcontext():
+            _check_start(run_dir, checkpoint, resuming)  # again: another run may have started
+            if resuming:
+                trainer.restore(load_checkpoint(checkpoint))
+                if main:
+                    print(f"Resuming {run_dir} from {checkpoint.name} at step "
+                          f"{trainer.global_step} (epoch {trainer.epoch + 1}, batch "
+                          f"{trainer.step_in_epoch + 1}).")
+            if main:
+                save_config(config, run_dir / RUN_CONFIG_NAME)
+            return trainer.fit()
     finally:
         distributed.shutdown()

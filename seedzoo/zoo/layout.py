@@ -14,6 +14,8 @@ A run folder (written by ``seedzoo train``)::
     config.yaml         the resolved recipe
     checkpoint.pt       the last checkpoint: {"method": <the method's state_dict>, "optimizer",
                         "scheduler", "scaler", "rng", "progress", "config"}
+    checkpoint.prev.pt  the checkpoint before it (a way back when the last one went bad)
+    .lock               held by the process training in the folder
     metrics.jsonl       one JSON row per log interval and per epoch
     encoder/            the trained encoder (an encoder folder), at the end
     summary.json        configuration, wall time, steps, final loss, package versions
@@ -33,6 +35,8 @@ HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 
 RUN_CONFIG_NAME = "config.yaml"
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
+LOCK_NAME = ".lock"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 ENCODER_DIR = "encoder"

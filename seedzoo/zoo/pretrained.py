@@ -89,6 +89,12 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
     """
     from safetensors.torch import save_file
 
+    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "pretrained_cfg", None),
+                                                          dict):
+        raise TypeError(f"save_pretrained expects a timm encoder (an nn.Module with a "
+                        f"pretrained_cfg, as seedzoo.load returns), got {type(model).__name__} "
+                        f"{model!r:.60}.")
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = without_classifier(model.state_dict(), model.pretrained_cfg)

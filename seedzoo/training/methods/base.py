@@ -129,6 +129,14 @@ def method_options(name: str) -> list[str] | None:
     return [p for p in parameters if p not in DATA_CONTEXT]
 
 
+def required_options(name: str) -> list[str]:
+    """The options a recipe must give method ``name`` (its builder's parameters without a
+    default)."""
+    parameters = inspect.signature(method_builder(name)).parameters.values()
+    return [p.name for p in parameters if p.default is p.empty and p.name not in DATA_CONTEXT
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 def build_method(name: str, *, dataset_size: int | None = None, num_classes: int | None = None,
                  **options) -> Method:
     """Build the method registered as ``name`` with its ``options`` (the recipe's method section)
