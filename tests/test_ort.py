@@ -122,5 +122,7 @@ def test_evaluation_reports_the_revision_recorded_in_the_file(resnet, tmp_path):
                                         "model_id": "hf-hub:org/student", "revision": "0123abcd"})
     pinned = tmp_path / "pinned.onnx"
     onnx.save(proto, str(pinned))
-    assert model_identity(OrtEncoder(pinned)) == {"arch": ARCH, "revision": "0123abcd"}
+    identity = model_identity(OrtEncoder(pinned))
+    assert identity == {"arch": ARCH, "revision": "0123abcd",
+                        "source_weights_sha256": OrtEncoder(pinned).metadata["weights_sha256"]}
     assert model_identity(OrtEncoder(report.path))["revision"] is None  # none recorded
