@@ -136,3 +136,16 @@ def test_bad_probe_inputs_are_clear_errors():
 def test_bad_probe_options_are_refused_before_training(option, value, message):
     with pytest.raises(SeedzooError, match=f"linear probe's {message} must be"):
         LinearProbe(**{option: value})
+
+
+@pytest.mark.parametrize("where", ["train", "test"])
+def test_non_finite_features_get_no_probe_score(where):
+    rng = np.random.default_rng(0)
+    train_x, test_x = rng.normal(size=(60, 4)), rng.normal(size=(20, 4))
+    train_y, test_y = np.arange(60) % 3, np.arange(20) % 3
+    (train_x if where == "train" else test_x)[5, 1] = np.nan
+    name = "training" if where == "train" else "test"
+    with pytest.raises(SeedzooError, match=f"1 of .* {name} features are NaN or infinite"):
+        linear_probe(train_x, train_y, test_x, test_y)
+    with pytest.raises(SeedzooError, match="NaN or infinite"):
+        fewshot_probe(train_x, train_y, test_x, test_y, 1.0)

@@ -24,7 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.arrays import as_tensor, class_positions, label_array
+from seedzoo.evaluation.arrays import as_tensor, class_positions, label_array, refuse_non_finite
 
 DEFAULT_KS = (10, 20, 100, 200)
 WEIGHTINGS = ("distance", "uniform")
@@ -67,11 +67,7 @@ def _check_features(train_features: torch.Tensor, test_features: torch.Tensor) -
 def _row_norms(features: torch.Tensor, name: str) -> torch.Tensor:
     """The L2 norm of each row; rows with NaN or infinite values are an error."""
     norms = torch.linalg.vector_norm(features, dim=1)
-    broken = int((~torch.isfinite(norms)).sum())
-    if broken:
-        raise SeedzooError(f"{broken} of {len(features)} {name} features are NaN or infinite (or "
-                           "too large for float32), which would corrupt every vote. The encoder "
-                           "produced them: check its weights, or extract the features in float32.")
+    refuse_non_finite(int((~torch.isfinite(norms)).sum()), len(features), name)
     return norms
 
 

@@ -25,7 +25,13 @@ import torch.nn.functional as F
 
 from seedzoo.data.subsets import class_balanced_indices, holdout_split
 from seedzoo.errors import SeedzooError
-from seedzoo.evaluation.arrays import as_tensor, class_positions, label_array
+from seedzoo.evaluation.arrays import (
+    as_tensor,
+    class_positions,
+    label_array,
+    non_finite_rows,
+    refuse_non_finite,
+)
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -91,6 +97,7 @@ class LinearProbe:
         if x.ndim != 2 or x.shape[1] != len(self.mean_):
             raise SeedzooError(f"Expected features of shape (n, {len(self.mean_)}), "
                                f"got {tuple(x.shape)}.")
+        refuse_non_finite(non_finite_rows(x), len(x), "test")
         return (x - self.mean_) / self.scale_
 
     def _train(self, x: torch.Tensor, y: torch.Tensor, weight_decays: Sequence[float]
@@ -143,6 +150,7 @@ class LinearProbe:
         if x.ndim != 2 or len(x) != len(labels) or len(x) == 0:
             raise SeedzooError(f"A linear probe needs features (n, dim) and n labels; got "
                                f"{tuple(x.shape)} features and {len(labels)} labels.")
+        refuse_non_finite(non_finite_rows(x), len(x), "training")
         self.classes_, encoded = np.unique(labels, return_inverse=True)
         y = torch.as_tensor(encoded, dtype=torch.int64, device=device)
 
