@@ -233,3 +233,16 @@ def test_a_device_that_does_not_exist_here_is_a_clear_error(device, message, mon
     images = torch.utils.data.TensorDataset(torch.zeros(2, 4), torch.zeros(2))
     with pytest.raises(SeedzooError, match=message):
         extract_features(PixelEncoder(), images, device=device)
+
+
+def test_a_cache_entry_altered_to_hold_nan_is_named_and_extracted_again(tmp_path):
+    from safetensors.torch import save_file
+
+    cache = FeatureCache(tmp_path)
+    key = {"model": "m", "weights": "abc", "dataset": "digits", "split": "test"}
+    assert cache.save(key, torch.full((3, 2), float("nan")), torch.arange(3)) is None  # never
+    path = cache.save(key, torch.ones(3, 2), torch.arange(3))
+    save_file({"features": torch.full((3, 2), float("nan")), "labels": torch.arange(3)},
+              str(path))  # tampered
+    with pytest.warns(UserWarning, match=rf"{path.name} hold NaN or infinite values.*altered"):
+        assert cache.load(key) is None

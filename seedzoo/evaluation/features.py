@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,13 +159,23 @@ class FeatureCache:
             return None
         try:
             tensors = load_file(str(path))
-            return tensors[FEATURES_KEY], tensors[LABELS_KEY]
+            features, labels = tensors[FEATURES_KEY], tensors[LABELS_KEY]
         except (SafetensorError, OSError, KeyError, ValueError):
             return None
+        if not torch.isfinite(features).all():  # never saved so: the file was altered
+            warnings.warn(f"The cached features {path} hold NaN or infinite values, which "
+                          "seedzoo never caches: the file was altered. Extracting them again.",
+                          stacklevel=2)
+            return None
+        return features, labels
 
-    def save(self, key: dict, features: torch.Tensor, labels: torch.Tensor) -> Path:
+    def save(self, key: dict, features: torch.Tensor, labels: torch.Tensor) -> Path | None:
+        """Store ``features`` under ``key``; non-finite features are not stored (the protocols
+        refuse them, naming the encoder)."""
         from safetensors.torch import save_file
 
+        if not torch.isfinite(features).all():
+            return None
         path = self.path(key)
         metadata = {"key": json.dumps(key, sort_keys=True, default=str)}
         with atomic_write_path(path) as tmp:
