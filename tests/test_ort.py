@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import hashlib
 
 import onnx
@@ -126,3 +127,15 @@ def test_evaluation_reports_the_revision_recorded_in_the_file(resnet, tmp_path):
     assert identity == {"arch": ARCH, "revision": "0123abcd",
                         "source_weights_sha256": OrtEncoder(pinned).metadata["weights_sha256"]}
     assert model_identity(OrtEncoder(report.path))["revision"] is None  # none recorded
+
+
+def test_metadata_that_disagrees_with_the_graph_is_refused_when_loading(resnet, tmp_path):
+    _, report = resnet
+    proto = onnx.load(str(report.path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    onnx.helper.set_model_props(proto, {**props, "input_size": json.dumps([3, 99, 99])})
+    edited = tmp_path / "edited.onnx"
+    onnx.save(proto, str(edited))
+    with pytest.raises(SeedzooError, match=r"metadata says input_size \(3, 99, 99\), but its "
+                                           r"graph takes \(B, 3, \d+, \d+\)"):
+        OrtEncoder(edited)

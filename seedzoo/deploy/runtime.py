@@ -140,6 +140,14 @@ class OrtEncoder(nn.Module):
         self.pretrained_cfg = pretrained_cfg_from_metadata(self.metadata, str(self.path))
         (model_input,) = self.session.get_inputs()
         self.input_name = model_input.name
+        graph_size = list(model_input.shape[1:])
+        expected = list(self.pretrained_cfg["input_size"])
+        if len(graph_size) != len(expected) or any(
+                isinstance(g, int) and g != e for g, e in zip(graph_size, expected, strict=False)):
+            raise SeedzooError(
+                f"{self.path}: its metadata says input_size {tuple(expected)}, but its graph "
+                f"takes (B, {', '.join(map(str, graph_size))}): the file was edited or mixed "
+                "up. Export it again with seedzoo export.")
         self.output_name = self.session.get_outputs()[0].name
         self.num_features = self.metadata.get("num_features",
                                               self.session.get_outputs()[0].shape[-1])
