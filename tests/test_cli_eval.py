@@ -133,3 +133,20 @@ def test_report_round_trip_and_table(tmp_path):
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(Exception, match="not a seedzoo evaluation results file"):
         read_report(tmp_path / "bad.json")
+
+
+def test_a_corrupt_image_read_by_a_loader_worker_is_one_message_naming_the_file(tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / split / cls / f"{i}.png")
+    (tmp_path / "train" / "a" / "bad.png").write_bytes(b"not an image")
+    code = main(["eval", "--model", "pixels", "--dataset", f"imagefolder:{tmp_path}",
+                 "--protocol", "knn", "--workers", "1", "--no-cache", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith(f"seedzoo eval: error: {tmp_path / 'train' / 'a' / 'bad.png'} is not a "
+                          "readable image")

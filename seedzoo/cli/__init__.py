@@ -17,7 +17,7 @@ import pkgutil
 import sys
 
 from seedzoo.cli._arguments import resolve_defaults
-from seedzoo.errors import SeedzooError
+from seedzoo.errors import SeedzooError, user_message
 
 # Order in which subcommands are listed in `seedzoo --help`; modules not named here follow.
 _ORDER = ["train", "eval", "export", "bench", "push", "pull", "list", "catalog"]
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except SeedzooError as error:
-        print(f"seedzoo {args.command_name}: error: {error}", file=sys.stderr)
+        print(f"seedzoo {args.command_name}: error: {user_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # training stops with the signal's exit code
         detail = f": {interrupt}" if str(interrupt) else ""
