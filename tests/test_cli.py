@@ -91,6 +91,9 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, ca
         (["export", "--model", "timm:test_resnet", "--out", str(tmp_path / "a-folder")],
          "a folder of that"),
         (["pull", "hf-hub:org/x", "--out", str(tmp_path / "a-file")], "a file of that"),
+        (["train", "--config", "c.yaml", "--out", str(tmp_path / "a-file")], "a file of that"),
+        (["catalog", "add", "n", "f", "--eval", "e", "--cards", str(tmp_path / "a-file")],
+         "a file of that"),
     ]:
         try:
             main(argv)

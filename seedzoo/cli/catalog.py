@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import LibraryDefault, add_command
+from seedzoo.cli._arguments import LibraryDefault, add_command, output_folder
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     add.add_argument("--endpoint", help="the hub's URL when it is not huggingface.co")
     add.add_argument("--public", action="store_true", help="it is published on a public hub")
     add.add_argument("--catalog", help="catalog file (default: $SEEDZOO_CATALOG or the package's)")
-    add.add_argument("--cards", metavar="DIR",
+    add.add_argument("--cards", metavar="DIR", type=output_folder,
                      default=LibraryDefault("seedzoo.zoo.catalog:DEFAULT_CARDS_DIR"),
                      help="model card folder, relative to the current folder (default: "
                      "%(default)s, as in the repository root)")

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from seedzoo.cli._arguments import add_command
+from seedzoo.cli._arguments import add_command, output_folder
 
 
 def register(subparsers) -> None:
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                         metavar="KEY=VALUE",
                         help="override a recipe value, e.g. --set train.epochs=5 (YAML value; "
                         "repeatable)")
-    parser.add_argument("--out", metavar="DIR",
+    parser.add_argument("--out", metavar="DIR", type=output_folder,
                         help="run folder (default: runs/<recipe name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
