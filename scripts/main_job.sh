@@ -25,8 +25,8 @@ train() {  # train NAME CONFIG [--set ...]: resume when the run folder already h
     seedzoo train --config "$config" --out "$OUT/$name" "${resume[@]}" "$@"
 }
 
-train teacher configs/main_job/teacher.yaml
-train student configs/main_job/student.yaml --set method.teacher.source="$OUT/teacher/encoder"
+train teacher configs/fmnist/main_job/teacher.yaml
+train student configs/fmnist/main_job/student.yaml --set method.teacher.source="$OUT/teacher/encoder"
 
 echo "== evaluating raw pixels, teacher and student on Fashion-MNIST"
 $EVAL --model pixels --out "$OUT/eval_pixels.json" --quiet

@@ -17,7 +17,8 @@ from seedzoo.training.config import (
 )
 from seedzoo.training.trainer import check_method_options
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
+CONFIGS_DIR = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(CONFIGS_DIR.rglob("*.yaml"))
 
 
 def _write(path: Path, values: dict) -> Path:
@@ -110,13 +111,14 @@ def test_saved_config_round_trips_and_resume_reports_changes(tmp_path):
 
 
 def test_configs_directory_has_the_recipes():
-    names = {str(p.relative_to(p.parents[1])) for p in CONFIGS}
-    assert {"seed/fmnist_resnet50_to_mobilenetv3.yaml", "seed/fmnist_resnet50_to_resnet18.yaml",
-            "main_job/teacher.yaml", "main_job/student.yaml",
-            "seed/imagenet_resnet50_to_efficientnet_b0.yaml"} <= names
+    names = {p.relative_to(CONFIGS_DIR).as_posix() for p in CONFIGS}
+    assert {"fmnist/seed/resnet50_to_mobilenetv3_large_100.yaml",
+            "fmnist/seed/resnet50_to_resnet18.yaml",
+            "fmnist/main_job/teacher.yaml", "fmnist/main_job/student.yaml",
+            "imagenet/seed/resnet50_to_efficientnet_b0.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(CONFIGS_DIR).as_posix())
 def test_every_shipped_recipe_is_valid(path):
     config = load_config(path)
     check_method_options(config)
