@@ -191,7 +191,7 @@ def main() -> None:
     agreement = float((predictions["seedzoo"] == predictions["scikit-learn"]).mean())
     print(f"identical predictions: {agreement:.4f}")
     print(f"memory ratio: {max(seedzoo.extra_mib) / max(max(sklearn.extra_mib), 1):.3f}")
-    paired = [ours / theirs for ours, theirs in zip(seedzoo.times, sklearn.times)]
+    paired = [ours / theirs for ours, theirs in zip(seedzoo.times, sklearn.times, strict=True)]
     print("ratio by round: " + " ".join(f"{r:.3f}" for r in paired)
           + f" (median {statistics.median(paired):.3f})")
     print(f"ratio of the fastest runs: {min(seedzoo.times) / min(sklearn.times):.3f}")

@@ -1,4 +1,5 @@
-"""Print several `seedzoo eval` results side by side: `python scripts/compare_evals.py NAME=eval.json ...`.
+"""Print several `seedzoo eval` results side by side:
+`python scripts/compare_evals.py NAME=eval.json ...`.
 
 Columns are the metrics every result shares (k-NN, linear, few-shot top-1), in percent.
 """
@@ -17,7 +18,8 @@ def main(argv=None) -> int:
     for item in args.results:
         name, _, path = item.partition("=")
         rows[name] = read_report(path)["metrics"]
-    shared = [k for k in next(iter(rows.values())) if "top1" in k and all(k in m for m in rows.values())]
+    shared = [k for k in next(iter(rows.values()))
+              if "top1" in k and all(k in m for m in rows.values())]
     width = max(len(n) for n in rows)
     print(" | ".join([" " * width, *shared]))
     for name, metrics in rows.items():

@@ -46,7 +46,8 @@ def register(subparsers) -> None:
                         default=LibraryDefault(_BENCHMARK, "min_iterations"), metavar="N",
                         help="calls per backend and batch size at least, whatever the budget "
                         "(default: %(default)s)")
-    parser.add_argument("--out", metavar="FILE.json", type=output_file, help="write the full result as JSON")
+    parser.add_argument("--out", metavar="FILE.json", type=output_file,
+                        help="write the full result as JSON")
     parser.add_argument("--validate-dataset",
                         default=LibraryDefault("seedzoo.deploy.onnx_export:export_onnx",
                                                "validate_dataset"), metavar="NAME",

@@ -119,7 +119,8 @@ def register(subparsers) -> None:
                        help="weight-decay grid, chosen on held-out training features "
                             "(default %(default)s)")
 
-    parser.add_argument("--out", metavar="FILE", type=output_file, help="write the results JSON here (atomically)")
+    parser.add_argument("--out", metavar="FILE", type=output_file,
+                        help="write the results JSON here (atomically)")
     parser.set_defaults(func=run)
 
 

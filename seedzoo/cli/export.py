@@ -30,7 +30,8 @@ def register(subparsers) -> None:
         epilog="example: seedzoo export --model timm:resnet18 --out resnet18.onnx "
         "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist")
     add_model_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="FILE.onnx", type=output_file, help="where to write it")
+    parser.add_argument("--out", required=True, metavar="FILE.onnx", type=output_file,
+                        help="where to write it")
     parser.add_argument("--opset", type=int, default=LibraryDefault(_EXPORT, "opset"),
                         help="ONNX opset (default: %(default)s)")
     parser.add_argument("--validate-dataset", metavar="NAME",

@@ -257,11 +257,14 @@ def benchmark_latency(model: nn.Module, onnx_path: str | os.PathLike, *,
             images = torch.randn(batch_size, *input_size, generator=generator)
             array = images.numpy()  # the same memory, for the bare session
             feed, outputs = {fp32.input_name: array}, (fp32.output_name,)
-            runners = {("torch", "fp32"): lambda: model(images),
-                       ("onnxruntime", "fp32"): lambda: fp32(images),
-                       ("onnxruntime-bare", "fp32"): lambda: fp32.session.run(outputs, feed)}
+            # Each runner binds this batch size's input (default arguments), as it is timed
+            # within this iteration.
+            runners = {("torch", "fp32"): lambda x=images: model(x),
+                       ("onnxruntime", "fp32"): lambda x=images: fp32(x),
+                       ("onnxruntime-bare", "fp32"):
+                           lambda o=outputs, f=feed: fp32.session.run(o, f)}
             if int8 is not None:
-                runners[("onnxruntime", "int8")] = lambda: int8(images)
+                runners[("onnxruntime", "int8")] = lambda x=images: int8(x)
             with torch.inference_mode():
                 samples = time_interleaved(runners, budget_s=budget_s,
                                            min_iterations=min_iterations)

@@ -163,7 +163,7 @@ class LinearProbe:
             heldout_rows = torch.as_tensor(heldout_rows, device=device)
             mean, scale, weight, bias = self._train(x[fit_rows], y[fit_rows], self.weight_decays)
             logits = torch.matmul((x[heldout_rows] - mean) / scale, weight) + bias.unsqueeze(1)
-            for decay, grid_logits in zip(self.weight_decays, logits):
+            for decay, grid_logits in zip(self.weight_decays, logits, strict=True):
                 self.heldout_top1_[decay] = topk_accuracy(grid_logits, y[heldout_rows], 1)
             # Ties go to the larger weight decay: the simpler of equally good probes.
             chosen = max(self.heldout_top1_, key=lambda d: (self.heldout_top1_[d], d))

@@ -264,7 +264,7 @@ def format_table(entries: list[ModelEntry]) -> str:
                          f"{linear:.3f}" if linear is not None else "-",
                          f"{latency:.2f}" if latency is not None else "-", e.where])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

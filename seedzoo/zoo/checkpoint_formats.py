@@ -99,7 +99,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strictly load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
+    """Strictly load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an
+    error."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -110,7 +111,8 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
                  for name, keys in (("missing", missing), ("unexpected", unexpected),
                                     ("shape mismatch", mismatched)) if keys]
         raise CheckpointError(f"The weights in {source} do not fit architecture {arch!r}: "
-                              + "; ".join(parts) + ". Check that config and weights belong together.")
+                              + "; ".join(parts)
+                              + ". Check that config and weights belong together.")
     model.load_state_dict(state, strict=True)
 
 
@@ -156,7 +158,8 @@ def _unwrap(checkpoint) -> tuple[dict, str | None]:
         raise CheckpointError(f"expected a dict of tensors, found a {type(checkpoint).__name__}")
     if isinstance(checkpoint.get("teacher"), dict) and isinstance(checkpoint.get("student"), dict):
         return checkpoint["teacher"], "dino"
-    for container, format in (("state_dict", None), ("model", None), (CHECKPOINT_METHOD_KEY, "seedzoo run")):
+    containers = (("state_dict", None), ("model", None), (CHECKPOINT_METHOD_KEY, "seedzoo run"))
+    for container, format in containers:
         if isinstance(checkpoint.get(container), dict):
             return checkpoint[container], format
     return checkpoint, None
