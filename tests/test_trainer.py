@@ -222,7 +222,7 @@ def test_trainer_serves_labels_indices_data_size_and_exports_each_network(tmp_pa
     assert "toy_peers: 2 peers" in capsys.readouterr().out  # method.describe()
     state = _method_state(run_dir)
     assert torch.equal(state["seen"], torch.ones(96, dtype=torch.long))  # each index once
-    assert state["classifiers.0.weight"].shape[0] == 10  # the digits' classes
+    assert state["heads.0.weight"].shape[0] == 10  # the digits' classes
     peers = ("peer0", "peer1")
     assert summary["encoder"] is None and not (run_dir / "encoder").exists()
     assert summary["encoders"] == {name: str(run_dir / name) for name in peers}

@@ -53,7 +53,8 @@ class ToyContrastive(Method):
 @register_method("toy_peers")
 class ToyPeers(Method):
     """Two peers, each classifying the labels of one view: what the trainer serves beyond views
-    (labels, sample indices, dataset size, class count) and several exported networks.
+    (labels, sample indices, dataset size, class count) and several exported networks, each
+    with its classifier.
 
     The buffer ``seen`` counts the training forwards that saw each sample index.
     """
@@ -65,12 +66,14 @@ class ToyPeers(Method):
     def __init__(self, *, num_classes: int, dataset_size: int, arch: str = "test_resnet"):
         super().__init__()
         self.peers = nn.ModuleList(create_encoder(arch) for _ in range(2))
-        self.classifiers = nn.ModuleList(nn.Linear(p.num_features, num_classes)
-                                         for p in self.peers)
+        self.heads = nn.ModuleList(nn.Linear(p.num_features, num_classes) for p in self.peers)
         self.register_buffer("seen", torch.zeros(dataset_size, dtype=torch.long))
 
     def encoders(self) -> dict[str, nn.Module]:
         return {f"peer{i}": peer for i, peer in enumerate(self.peers)}
+
+    def classifiers(self) -> dict[str, nn.Linear]:
+        return {f"peer{i}": head for i, head in enumerate(self.heads)}
 
     def describe(self) -> str:
         return f"toy_peers: {len(self.peers)} peers"
@@ -78,7 +81,7 @@ class ToyPeers(Method):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
         losses = [F.cross_entropy(classifier(peer(view)), batch.labels)
-                  for peer, classifier, view in zip(self.peers, self.classifiers, batch.views,
+                  for peer, classifier, view in zip(self.peers, self.heads, batch.views,
                                                     strict=False)]
         if self.training:
             self.seen[batch.indices] += 1

@@ -1,5 +1,6 @@
-"""Training small encoders: views, methods (SimCLR, MoCo v2, SEED), teachers, the trainer."""
+"""Training small encoders: views, methods (SimCLR, MoCo v2, SEED, supervised, KD), teachers,
+the trainer."""
 
-from seedzoo.training.teachers import load_backbone
+from seedzoo.training.teachers import load_backbone, load_classifier_teacher
 
-__all__ = ["load_backbone"]
+__all__ = ["load_backbone", "load_classifier_teacher"]

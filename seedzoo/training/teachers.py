@@ -8,24 +8,59 @@ from pathlib import Path
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.training.encoder_specs import feature_dim
 from seedzoo.zoo.checkpoint_formats import LoadReport, projection_head, read_checkpoint
+from seedzoo.zoo.layout import CLASSIFIER_WEIGHTS_NAME, CONFIG_NAME, network_folders
 from seedzoo.zoo.loading import load, load_weights_file
-from seedzoo.zoo.pretrained import create_encoder
+from seedzoo.zoo.pretrained import create_encoder, has_classifier, load_classifier
+
+#: The run kinds (methods) whose exported encoder folders keep a classifier.
+CLASSIFIER_RUNS = ("supervised", "kd")
 
 
-def load_backbone(source: str, arch: str | None = None) -> tuple[nn.Module, LoadReport]:
+def _pick_network(source: str, network: str | None) -> str:
+    """``source`` itself, or its network folder ``source/<network>``; a run folder holding
+    several networks without ``network`` is a clear error naming them."""
+    path = Path(source).expanduser()
+    if network is not None:
+        if not path.is_dir():
+            raise ModelNotFoundError(f"The teacher network {network!r} names a network folder of "
+                                     f"a run folder, but {source} is not a folder.")
+        names = [folder.name for folder in network_folders(path)]
+        if network not in names:
+            listed = ", ".join(names) or "none"
+            raise ModelNotFoundError(f"The run folder {source} has no network {network!r}; its "
+                                     f"networks: {listed}.")
+        return str(path / network)
+    if path.is_dir() and not (path / CONFIG_NAME).is_file():
+        found = network_folders(path)
+        if len(found) > 1:
+            names = ", ".join(folder.name for folder in found)
+            raise ModelNotFoundError(
+                f"The teacher {source} is a run folder with several networks ({names}); pick one: "
+                f"teacher network: {found[0].name} in the recipe, or the source "
+                f"{path / found[0].name}.")
+    return source
+
+
+def load_backbone(source: str, arch: str | None = None, network: str | None = None
+                  ) -> tuple[nn.Module, LoadReport]:
     """A timm backbone (``num_classes=0``, eval mode) and the report of what was loaded.
 
     ``source`` is one of:
 
     - ``timm:<arch>``: the architecture with random weights (a warning says so; for tests);
     - a folder in the timm/Hub layout, or a Hub id: loaded through :func:`seedzoo.zoo.load`;
+    - a run folder: its ``encoder/``, or with ``network`` the network folder of that name (a run
+      that trains several networks writes one folder each; without ``network`` it is an error
+      naming them);
     - a checkpoint file in any layout of :mod:`seedzoo.zoo.checkpoint_formats` (MoCo, SimCLR, SwAV,
       DINO, SEED, torchvision, timm; ``.pth`` read with ``weights_only=True``), with ``arch``.
 
     A checkpoint that does not fill the whole backbone raises ``CheckpointError`` listing the
     missing and unexpected keys; heads and momentum encoders are skipped and reported.
     """
+    source = _pick_network(source, network)
     if source.startswith("timm:"):
         name = source[len("timm:"):]
         warnings.warn(f"Teacher {source} has random weights: it teaches nothing useful. Give a "
@@ -59,3 +94,40 @@ def load_projection_head(source: str) -> nn.Sequential:
         raise CheckpointError(f"A projection head is read from a checkpoint file; {source} is not "
                               "one (exported encoders keep no head).")
     return projection_head(read_checkpoint(Path(source).expanduser()), source=source)
+
+
+def load_classifier_teacher(source: str, arch: str | None = None, network: str | None = None
+                            ) -> tuple[nn.Module, nn.Linear, LoadReport]:
+    """A teacher that gives logits: its backbone (as :func:`load_backbone`), the linear
+    classifier kept beside it (eval mode; class names as ``classifier.classes``) and the load
+    report.
+
+    ``source`` is an encoder folder or run folder written by a run that trains a classifier
+    (:data:`CLASSIFIER_RUNS`), with ``network`` as in :func:`load_backbone`. Anything else (a
+    checkpoint file, a hub id, ``timm:``, a folder of a self-supervised run) has no classifier:
+    a clear error.
+    """
+    picked = _pick_network(source, network)
+    path = Path(picked).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"The teacher {source} must give logits, which only an encoder folder written by a "
+            f"{' or '.join(CLASSIFIER_RUNS)} run holds ({CLASSIFIER_WEIGHTS_NAME} beside the "
+            "encoder); it is not a folder. Train a `supervised` run first and give its run "
+            "folder.")
+    folders = [path] if (path / CONFIG_NAME).is_file() else network_folders(path)
+    folder = folders[0] if len(folders) == 1 else path  # none: load_backbone says why
+    backbone, report = load_backbone(str(folder), arch)
+    if not has_classifier(folder):
+        raise ModelNotFoundError(
+            f"The teacher {source} gives no logits: {folder} holds an encoder but no classifier "
+            f"({CLASSIFIER_WEIGHTS_NAME}). Only {' and '.join(CLASSIFIER_RUNS)} runs export "
+            "one; train a `supervised` run first and give its run folder as the teacher.")
+    classifier = load_classifier(folder)
+    width = feature_dim(backbone)
+    if classifier.in_features != width:
+        raise CheckpointError(f"The classifier in {folder} takes {classifier.in_features} "
+                              f"features, but its encoder gives {width}; the folder's files do "
+                              "not belong together.")
+    report.loaded = [*report.loaded, *(f"classifier.{k}" for k in classifier.state_dict())]
+    return backbone, classifier, report

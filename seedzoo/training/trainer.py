@@ -3,7 +3,8 @@
 ``train(config, run_dir)`` builds the method from the recipe, trains it on batches of views,
 labels and sample indices (:class:`seedzoo.training.methods.Batch`), and exports the networks of
 ``method.encoders()`` in timm's format: one to ``run_dir/encoder``, several each to
-``run_dir/<name>``. A run folder holds::
+``run_dir/<name>``, with the classifier of ``method.classifiers()`` of the same name beside it
+(``classifier.safetensors`` + ``classifier.json``). A run folder holds::
 
     config.yaml       the resolved recipe
     checkpoint.pt     the last checkpoint (every train.checkpoint_every_steps and each epoch end)
@@ -78,7 +79,7 @@ from seedzoo.zoo.layout import (
     RUN_CONFIG_NAME,
     SUMMARY_NAME,
 )
-from seedzoo.zoo.pretrained import save_pretrained, training_preprocessing
+from seedzoo.zoo.pretrained import save_classifier, save_pretrained, training_preprocessing
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -276,6 +277,8 @@ class Trainer:
         self.method.to(device)
         for encoder in self.method.encoders().values():
             set_training_preprocessing(encoder, data)
+        self.classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
+        self._check_classifiers()
         description = self.method.describe()
         if description is not None and distributed.is_main_process():
             print(description)
@@ -316,6 +319,25 @@ class Trainer:
         self.final_loss: float | None = None   # mean loss of the last finished epoch
         self.kept: list[tuple[int, float]] = []  # (step, largest |value|) of the checkpoints kept
         self.model = self.method               # wrapped in DDP by fit()
+
+    def _check_classifiers(self) -> None:
+        """Each classifier of ``method.classifiers()`` belongs to an exported network of the
+        same name and classifies the training data's classes."""
+        encoders = self.method.encoders()
+        for name, classifier in self.method.classifiers().items():
+            if name not in encoders:
+                raise SeedzooError(f"{type(self.method).__name__}.classifiers() names "
+                                   f"{name!r}, which is not one of its encoders() "
+                                   f"({', '.join(encoders)}); key each classifier like the "
+                                   "network it classifies the features of.")
+            if not isinstance(classifier, torch.nn.Linear):
+                raise SeedzooError(f"{type(self.method).__name__}.classifiers()[{name!r}] is a "
+                                   f"{type(classifier).__name__}; only nn.Linear heads are "
+                                   "exported.")
+            if self.classes and classifier.out_features != len(self.classes):
+                raise SeedzooError(f"{type(self.method).__name__}.classifiers()[{name!r}] has "
+                                   f"{classifier.out_features} outputs for data with "
+                                   f"{len(self.classes)} classes.")
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -556,11 +578,14 @@ class Trainer:
         }
 
     def export(self, summary: dict) -> None:
-        """Write each exported network with its card (its pretrained_cfg is the training
-        preprocessing), then the summary."""
-        encoders = self.method.encoders()
+        """Write each exported network with its classifier, if any, and its card (its
+        pretrained_cfg is the training preprocessing), then the summary."""
+        encoders, classifiers = self.method.encoders(), self.method.classifiers()
         for name, folder in self.encoder_dirs().items():
-            write_card(save_pretrained(encoders[name], folder), run=summary)
+            save_pretrained(encoders[name], folder)
+            if name in classifiers:
+                save_classifier(classifiers[name], folder, classes=self.classes or None)
+            write_card(folder, run=summary)
         write_text_atomic(self.run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
 
 

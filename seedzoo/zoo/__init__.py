@@ -6,9 +6,12 @@ from seedzoo.zoo.hub import download, publish, publish_to_cache, push
 from seedzoo.zoo.loading import load
 from seedzoo.zoo.pretrained import (
            create_encoder,
+           load_classifier,
            load_pretrained_folder,
+           save_classifier,
            save_pretrained,
 )
 
 __all__ = ["load", "list_models", "create_encoder", "load_pretrained_folder", "save_pretrained",
-           "write_card", "push", "publish", "publish_to_cache", "download"]
+           "save_classifier", "load_classifier", "write_card", "push", "publish",
+           "publish_to_cache", "download"]

@@ -25,7 +25,12 @@ from seedzoo.zoo.checkpoint_formats import (
     read_safetensors,
     without_classifier,
 )
-from seedzoo.zoo.layout import CONFIG_NAME, WEIGHTS_NAME
+from seedzoo.zoo.layout import (
+    CLASSIFIER_CONFIG_NAME,
+    CLASSIFIER_WEIGHTS_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+)
 from seedzoo.zoo.stems import apply_seedzoo_options, hide_small_stem, unhide_small_stem
 
 # pretrained_cfg keys that describe where a checkpoint came from, not how to use it.
@@ -104,6 +109,76 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
     write_text_atomic(folder / CONFIG_NAME,
                       json.dumps(encoder_config(model), indent=2, default=list) + "\n")
     return folder
+
+
+def save_classifier(classifier: nn.Linear, folder: str | os.PathLike,
+                    classes: list[str] | None = None) -> Path:
+    """Write ``classifier`` (a linear head on an encoder's pooled features) into the encoder
+    ``folder`` as ``classifier.safetensors`` ("weight", "bias") and ``classifier.json``
+    (``num_classes``, ``in_features``, ``classes``: the class names, index = label, or null).
+    The encoder files are left alone: timm and :func:`seedzoo.load` read the folder as before.
+    """
+    from safetensors.torch import save_file
+
+    if not isinstance(classifier, nn.Linear):
+        raise TypeError(f"save_classifier expects an nn.Linear, got {type(classifier).__name__}.")
+    if classes is not None and len(classes) != classifier.out_features:
+        raise ValueError(f"{len(classes)} class names for a classifier of "
+                         f"{classifier.out_features} classes.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().float().contiguous() for k, v in classifier.state_dict().items()}
+    if "bias" not in state:  # one layout for every head
+        state["bias"] = torch.zeros(classifier.out_features)
+    with atomic_write_path(folder / CLASSIFIER_WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    info = {"num_classes": classifier.out_features, "in_features": classifier.in_features,
+            "classes": None if classes is None else [str(c) for c in classes]}
+    write_text_atomic(folder / CLASSIFIER_CONFIG_NAME, json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def has_classifier(folder: str | os.PathLike) -> bool:
+    """Whether the encoder ``folder`` keeps a classifier beside the encoder."""
+    return (Path(folder) / CLASSIFIER_WEIGHTS_NAME).is_file()
+
+
+def load_classifier(folder: str | os.PathLike) -> nn.Linear:
+    """The classifier :func:`save_classifier` wrote into the encoder ``folder``, in eval mode;
+    its class names (or None) are ``classifier.classes``."""
+    folder = Path(folder)
+    weights, info_path = folder / CLASSIFIER_WEIGHTS_NAME, folder / CLASSIFIER_CONFIG_NAME
+    if not weights.is_file():
+        raise ModelNotFoundError(f"{folder} keeps no classifier ({CLASSIFIER_WEIGHTS_NAME}): only "
+                                 "runs of methods that train one (supervised, kd) export it.")
+    try:
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{info_path} is not valid JSON ({error}).") from None
+    state = read_safetensors(weights)
+    weight = state.get("weight")
+    if weight is None or weight.ndim != 2 or set(state) - {"weight", "bias"}:
+        raise CheckpointError(f"{weights} is not a linear classifier: it holds "
+                              f"{sorted(state)}, expected 'weight' (classes x features) and "
+                              "'bias'.")
+    num_classes, in_features = weight.shape
+    expected = {"num_classes": num_classes, "in_features": in_features}
+    wrong = {k: info[k] for k in expected if k in info and info[k] != expected[k]}
+    if wrong:
+        raise CheckpointError(f"{info_path} says {wrong}, but {weights} holds a {num_classes} x "
+                              f"{in_features} classifier; save the classifier again.")
+    bias = state.get("bias", torch.zeros(num_classes))
+    if tuple(bias.shape) != (num_classes,):
+        raise CheckpointError(f"{weights}: bias of shape {tuple(bias.shape)} for a "
+                              f"{num_classes}-class classifier; save the classifier again.")
+    classifier = nn.Linear(in_features, num_classes)
+    classifier.load_state_dict({"weight": weight, "bias": bias})
+    classes = info.get("classes")
+    if classes is not None and len(classes) != num_classes:
+        raise CheckpointError(f"{info_path} names {len(classes)} classes for a classifier of "
+                              f"{num_classes}.")
+    classifier.classes = classes
+    return classifier.eval()
 
 
 def read_config(folder: str | os.PathLike) -> dict:

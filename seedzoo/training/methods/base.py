@@ -14,6 +14,9 @@ method declares:
 - ``needs_labels`` (an attribute of the builder: the class): the trainer refuses a dataset
   without labels before building the method;
 - ``encoders()`` names the timm networks it exports (``{"encoder": self.encoder}`` by default);
+- ``classifiers()`` names the linear classifiers it exports beside them (``{}`` by default),
+  keyed like ``encoders()``: the trainer writes each into its encoder's folder
+  (``classifier.safetensors`` + ``classifier.json``, see :func:`seedzoo.zoo.save_classifier`);
 - ``describe()`` returns what the trainer prints once at the start (e.g. what a teacher load
   took), or None;
 - in eval mode (``method.eval()``) a forward pass computes the loss and changes no state: no
@@ -54,6 +57,8 @@ from torch import nn
 from seedzoo.errors import SeedzooError
 
 _METHODS: dict[str, Callable[..., Method]] = {}
+# Methods of the contract that a submodule attribute must not shadow.
+_CONTRACT_NAMES = ("encoders", "classifiers", "describe", "check_views")
 
 #: What the trainer knows of its data, given to the builders whose signature names it.
 DATA_CONTEXT = ("dataset_size", "num_classes")
@@ -88,9 +93,21 @@ class Method(nn.Module):
         """The timm networks this method trains for export, by name."""
         return {"encoder": self.encoder}
 
+    def classifiers(self) -> dict[str, nn.Linear]:
+        """The linear classifiers on exported networks' features, keyed like :meth:`encoders`
+        (none by default)."""
+        return {}
+
     def describe(self) -> str | None:
         """What the trainer prints once before training (None: nothing)."""
         return None
+
+    def __setattr__(self, name: str, value) -> None:
+        # A submodule stored under a contract method's name would be hidden by the method.
+        if name in _CONTRACT_NAMES and isinstance(value, nn.Module):
+            raise TypeError(f"{type(self).__name__}.{name} is a method of the Method contract; "
+                            "store the module under another name.")
+        super().__setattr__(name, value)
 
     def check_views(self, views) -> None:
         """A clear error when ``views`` (view batches, or a view recipe's transforms) are fewer
