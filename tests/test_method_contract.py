@@ -3,16 +3,36 @@ batch 4 at 32 px): loss, resume, views, eval mode, exported networks."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 import trainer_helpers  # noqa: F401  (registers the trainer's toy methods: they keep it too)
 from torch import nn
 
 from seedzoo.errors import SeedzooError
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.methods import Batch, build_method, list_methods
+from seedzoo.zoo.pretrained import save_classifier, save_pretrained
 
 TINY_ENCODER = {"arch": "test_resnet", "pretrained_cfg": {"input_size": [3, 32, 32]}}
 DATASET_SIZE, NUM_CLASSES, BATCH = 16, 3, 4
+
+
+def tiny_classifier_teacher() -> str:
+    """An encoder folder with a classifier of NUM_CLASSES beside it (as a supervised run writes),
+    for the methods that distil logits; removed when the tests end."""
+    folder = Path(tempfile.mkdtemp(prefix="seedzoo-contract-teacher-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    torch.manual_seed(0)
+    encoder = build_encoder(TINY_ENCODER)
+    save_pretrained(encoder, folder)
+    save_classifier(nn.Linear(encoder.num_features, NUM_CLASSES), folder)
+    return str(folder)
+
 
 # Tiny options of every registered method; a method registered without an entry fails below.
 TINY = {
@@ -21,6 +41,8 @@ TINY = {
     "moco": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16, "queue_size": 6,
              "momentum": 0.9},
     "simclr": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16},
+    "supervised": {"encoder": TINY_ENCODER, "label_smoothing": 0.1},
+    "kd": {"student": TINY_ENCODER, "teacher": tiny_classifier_teacher()},
     "toy_contrastive": {"queue_size": 6},
     "toy_peers": {},
 }
@@ -110,3 +132,17 @@ def test_encoders_are_named_timm_networks_of_the_method(name):
 def test_describe_is_text_or_nothing(name):
     description = build(name).describe()
     assert description is None or (isinstance(description, str) and description)
+
+
+def test_classifiers_are_linear_heads_of_exported_networks(name):
+    method = build(name)
+    encoders, classifiers = method.encoders(), method.classifiers()
+    assert isinstance(classifiers, dict) and set(classifiers) <= set(encoders)
+    submodules = list(method.modules())
+    batch = make_batch(1).views[0]
+    for key, classifier in classifiers.items():
+        assert isinstance(classifier, nn.Linear) and classifier.out_features == NUM_CLASSES
+        assert any(classifier is module for module in submodules)
+        with torch.no_grad():
+            features = encoders[key].eval()(batch)
+        assert classifier(features).shape == (BATCH, NUM_CLASSES)
