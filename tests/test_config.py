@@ -116,7 +116,9 @@ def test_configs_directory_has_the_recipes():
     assert {"fmnist/seed/resnet50_to_mobilenetv3_large_100.yaml",
             "fmnist/seed/resnet50_to_resnet18.yaml",
             "fmnist/main_job/teacher.yaml", "fmnist/main_job/student.yaml",
-            "imagenet/seed/resnet50_to_efficientnet_b0.yaml"} <= names
+            "imagenet/seed/resnet50_to_efficientnet_b0.yaml",
+            "fmnist/supervised/resnet50.yaml", "fmnist/kd/resnet50_to_resnet18.yaml",
+            "imagenet/kd/resnet34_to_resnet18.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(CONFIGS_DIR).as_posix())
