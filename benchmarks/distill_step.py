@@ -16,6 +16,12 @@ The defaults are the paper's setting (224 px, queue 65,536, 128-d teacher embedd
 head and the queue cost the same at any resolution while the networks' cost grows with the
 pixels, so at 32-64 px the ratio is larger: that is SEED's own cost, not the trainer's.
 
+With ``--method kd`` the step is KD's (Hinton): the teacher's encoder and classifier give
+logits (random weights, saved as a supervised run exports them: speed only), the student's
+encoder and linear classifier are trained on the KL at temperature 4 plus the cross-entropy;
+the reference is the bare student (encoder + classifier) forward and backward plus the teacher's
+forward. ``--queue-size`` does not apply.
+
 The last line is ``ratio: <value>`` (target: at most 1.15).
 """
 
@@ -46,16 +52,31 @@ def moco_style_checkpoint(arch: str, folder: Path) -> Path:
     return path
 
 
+def classifier_teacher(arch: str, folder: Path, num_classes: int) -> Path:
+    """A random ``arch`` encoder with a linear classifier, saved as a supervised run exports it."""
+    from seedzoo.zoo.pretrained import create_encoder, save_classifier, save_pretrained
+
+    encoder = create_encoder(arch)
+    path = save_pretrained(encoder, folder / f"supervised_{arch}")
+    save_classifier(torch.nn.Linear(encoder.num_features, num_classes), path)
+    return path
+
+
 def build_trainer(args, folder: Path):
     from seedzoo.training import distributed
     from seedzoo.training.config import config_from_dict
     from seedzoo.training.trainer import Trainer
 
+    if args.method == "kd":
+        method = {"name": "kd", "student": {"arch": args.student},
+                  "teacher": str(classifier_teacher(args.teacher, folder, num_classes=10))}
+    else:
+        method = {"name": "seed", "student": {"arch": args.student},
+                  "teacher": {"source": str(moco_style_checkpoint(args.teacher, folder)),
+                              "arch": args.teacher, "projection_head": True},
+                  "queue_size": args.queue_size}
     config = config_from_dict({
-        "method": {"name": "seed", "student": {"arch": args.student},
-                   "teacher": {"source": str(moco_style_checkpoint(args.teacher, folder)),
-                               "arch": args.teacher, "projection_head": True},
-                   "queue_size": args.queue_size},
+        "method": method,
         "data": {"dataset": "digits", "image_size": args.image_size,
                  "batch_size": args.batch_size, "workers": 0},
         "train": {"epochs": 1, "precision": args.precision},
@@ -76,6 +97,7 @@ def timed(fn, device: torch.device) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="seed", choices=["seed", "kd"])
     parser.add_argument("--teacher", default="resnet50")
     parser.add_argument("--student", default="mobilenetv3_large_100")
     parser.add_argument("--image-size", type=int, default=224)
@@ -99,12 +121,19 @@ def main(argv=None) -> dict:
         def seed_step():
             trainer.train_step(batch)
 
+        kd = args.method == "kd"
+
         def networks():
             with autocast:
                 with torch.no_grad():
-                    method.teacher(images)
-                method.encoder(images).float().sum().backward()
-            method.encoder.zero_grad(set_to_none=True)
+                    teacher = method.teacher(images)
+                    if kd:
+                        method.teacher_classifier(teacher)
+                student = method.encoder(images)
+                if kd:
+                    student = method.classifier(student)
+                student.float().sum().backward()
+            method.zero_grad(set_to_none=True)
 
         for _ in range(args.warmup):
             seed_step()
@@ -116,7 +145,8 @@ def main(argv=None) -> dict:
 
     step, reference = statistics.median(step_times), statistics.median(network_times)
     result = {
-        "teacher": args.teacher, "student": args.student, "image_size": args.image_size,
+        "method": args.method, "teacher": args.teacher, "student": args.student,
+        "image_size": args.image_size,
         "batch_size": args.batch_size, "queue_size": args.queue_size,
         "precision": args.precision, "device": str(device),
         "threads": torch.get_num_threads(), "repeats": args.repeats,
@@ -126,7 +156,7 @@ def main(argv=None) -> dict:
     print(f"{args.teacher} -> {args.student}, {args.image_size} px, batch {args.batch_size}, "
           f"queue {args.queue_size}, {args.precision} on {device} ({torch.get_num_threads()} "
           f"threads), medians of {args.repeats}:")
-    print(f"  SEED training step                       {step * 1e3:9.1f} ms  "
+    print(f"  {args.method.upper():4} training step                       {step * 1e3:9.1f} ms  "
           f"({args.batch_size / step:.0f} img/s)")
     print(f"  student fwd+bwd + teacher fwd            {reference * 1e3:9.1f} ms  "
           f"({args.batch_size / reference:.0f} img/s)")
