@@ -21,6 +21,8 @@ TINY = {
     "moco": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16, "queue_size": 6,
              "momentum": 0.9},
     "simclr": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16},
+    "dogo": {"peers": [TINY_ENCODER, {**TINY_ENCODER, "arch": "test_efficientnet"}],
+             "peer_weights": [100, 1], "student": "peer1", "dim": 8, "hidden_dim": 16},
     "toy_contrastive": {"queue_size": 6},
     "toy_peers": {},
 }
