@@ -11,6 +11,7 @@ style 128-d projection, as SEED's reference code does (random weights: speed onl
 
     python benchmarks/distill_step.py [--teacher resnet50] [--student mobilenetv3_large_100]
         [--image-size 224] [--batch-size 32] [--queue-size 65536] [--repeats 10] [--json FILE]
+        [--method seed|dogo]
 
 The defaults are the paper's setting (224 px, queue 65,536, 128-d teacher embedding). The
 head and the queue cost the same at any resolution while the networks' cost grows with the
@@ -23,6 +24,15 @@ the reference is the bare student (encoder + classifier) forward and backward pl
 forward. ``--queue-size`` does not apply.
 
 The last line is ``ratio: <value>`` (target: at most 1.15).
+
+``--method dogo`` times DoGo instead (``--teacher`` and ``--student`` are its two peers, trained
+together from scratch):
+
+ratio = (one DoGo training step of the trainer) / (the sum of each peer's own SimCLR step)
+
+on the same batch of two SimCLR views, each side a full ``Trainer.train_step`` (same heads,
+optimiser and schedule), so the ratio is what DoGo adds to training the peers separately: the
+N x N similarity matrices and their KL terms (target: at most 1.10). ``--queue-size`` is unused.
 """
 
 from __future__ import annotations
@@ -85,6 +95,71 @@ def build_trainer(args, folder: Path):
     return Trainer(config, folder / "run", device), device
 
 
+def build_dogo_trainers(args, folder: Path):
+    """The DoGo trainer and one SimCLR trainer per peer, on the same data settings."""
+    from seedzoo.training import distributed
+    from seedzoo.training.config import config_from_dict
+    from seedzoo.training.trainer import Trainer
+
+    data = {"dataset": "digits", "image_size": args.image_size, "batch_size": args.batch_size,
+            "workers": 0, "views": "simclr"}
+    train = {"epochs": 1, "precision": args.precision, "optimizer": "adamw", "lr": 3e-4,
+             "weight_decay": 1e-6}
+    device = distributed.init_from_env(use_cuda=torch.cuda.is_available())
+    peers = [args.student, args.teacher]
+    dogo = Trainer(config_from_dict({
+        "method": {"name": "dogo", "peers": peers, "peer_weights": [100, 1]},
+        "data": data, "train": train}), folder / "dogo", device)
+    simclr = [Trainer(config_from_dict({"method": {"name": "simclr", "encoder": arch},
+                                        "data": data, "train": train}),
+                      folder / f"simclr{i}", device)
+              for i, arch in enumerate(peers)]
+    return dogo, simclr, device
+
+
+def run_dogo(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        dogo, simclr, device = build_dogo_trainers(args, Path(tmp))
+        for trainer in (dogo, *simclr):
+            trainer.method.train()
+        batch = next(iter(dogo.loader)).to(device)
+
+        def dogo_step():
+            dogo.train_step(batch)
+
+        def simclr_steps():
+            for trainer in simclr:
+                trainer.train_step(batch)
+
+        for _ in range(args.warmup):
+            dogo_step()
+            simclr_steps()
+        step_times, reference_times = [], []
+        for _ in range(args.repeats):  # interleaved, so load changes hit both sides alike
+            step_times.append(timed(dogo_step, device))
+            reference_times.append(timed(simclr_steps, device))
+
+    step, reference = statistics.median(step_times), statistics.median(reference_times)
+    result = {
+        "method": "dogo", "peers": [args.student, args.teacher], "image_size": args.image_size,
+        "batch_size": args.batch_size, "precision": args.precision, "device": str(device),
+        "threads": torch.get_num_threads(), "repeats": args.repeats,
+        "dogo_step_s": step, "simclr_steps_s": reference, "ratio": step / reference,
+        "dogo_step_times_s": step_times, "simclr_steps_times_s": reference_times,
+    }
+    print(f"DoGo peers {args.student} + {args.teacher}, {args.image_size} px, batch "
+          f"{args.batch_size}, {args.precision} on {device} ({torch.get_num_threads()} threads), "
+          f"medians of {args.repeats}:")
+    print(f"  DoGo training step                       {step * 1e3:9.1f} ms  "
+          f"({args.batch_size / step:.0f} img/s)")
+    print(f"  each peer's own SimCLR step, summed      {reference * 1e3:9.1f} ms  "
+          f"({args.batch_size / reference:.0f} img/s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"ratio: {result['ratio']:.3f}")
+    return result
+
+
 def timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -97,7 +172,7 @@ def timed(fn, device: torch.device) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="seed", choices=["seed", "kd"])
+    parser.add_argument("--method", default="seed", choices=["seed", "kd", "dogo"])
     parser.add_argument("--teacher", default="resnet50")
     parser.add_argument("--student", default="mobilenetv3_large_100")
     parser.add_argument("--image-size", type=int, default=224)
@@ -108,6 +183,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", help="also write the measurements to this file")
     args = parser.parse_args(argv)
+    if args.method == "dogo":
+        return run_dogo(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer, device = build_trainer(args, Path(tmp))

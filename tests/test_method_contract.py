@@ -43,6 +43,8 @@ TINY = {
     "simclr": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16},
     "supervised": {"encoder": TINY_ENCODER, "label_smoothing": 0.1},
     "kd": {"student": TINY_ENCODER, "teacher": tiny_classifier_teacher()},
+    "dogo": {"peers": [TINY_ENCODER, {**TINY_ENCODER, "arch": "test_efficientnet"}],
+             "peer_weights": [100, 1], "student": "peer1", "dim": 8, "hidden_dim": 16},
     "toy_contrastive": {"queue_size": 6},
     "toy_peers": {},
 }
