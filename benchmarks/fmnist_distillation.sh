@@ -2,7 +2,8 @@
 # The distillation comparison on Fashion-MNIST (CPU-sized): every method on the ResNet-18 student
 # with the same data budget (10,000 training images, 3 epochs, batch 128, 32 px), each evaluated
 # with k-NN (k 10/20/100/200), the linear probe and few-shot 1%/10% on the seeded 20,000 / 5,000
-# subsets. Resumable: a finished run or evaluation is skipped, an interrupted training resumes.
+# subsets. Resumable: a finished run or evaluation is skipped (also on a fresh checkout, from its
+# committed JSONs), an interrupted training resumes.
 #   bash benchmarks/fmnist_distillation.sh [RUN ...]     (default: all, in the order below)
 # Runs go to runs/<name>; evaluation JSONs and training summaries to
 # benchmarks/results/fmnist_distillation/.
@@ -25,6 +26,10 @@ RUNS=(
 
 run() {  # run NAME RECIPE: train (or resume, or skip), then evaluate each exported network
     local name=$1 recipe=$2 out=runs/$1
+    if [ -f "$RESULTS/${name}_summary.json" ] && [ ! -d "$out" ] \
+            && compgen -G "$RESULTS/eval_${name}_*.json" > /dev/null; then
+        echo "== $name: already trained and evaluated (its JSONs are in $RESULTS)"; return
+    fi
     if [ ! -f "$out/summary.json" ]; then
         local resume=(); [ -f "$out/checkpoint.pt" ] && resume=(--resume)
         echo "== training $name ($recipe), $(date -u +%H:%M:%S)"
