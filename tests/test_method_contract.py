@@ -21,6 +21,8 @@ TINY = {
     "moco": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16, "queue_size": 6,
              "momentum": 0.9},
     "simclr": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16},
+    "crd": {"student": TINY_ENCODER, "teacher": {"source": "timm:test_resnet"}, "feat_dim": 8,
+            "nce_k": 6},
     "toy_contrastive": {"queue_size": 6},
     "toy_peers": {},
 }

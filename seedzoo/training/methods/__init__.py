@@ -1,6 +1,6 @@
 """Training methods, one module each; importing this package registers them all."""
 
-from seedzoo.training.methods import moco, seed, simclr  # noqa: F401  (registers the methods)
+from seedzoo.training.methods import crd, moco, seed, simclr  # noqa: F401  (registers the methods)
 from seedzoo.training.methods.base import (
     Batch,
     Method,
