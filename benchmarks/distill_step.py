@@ -1,6 +1,6 @@
-"""Overhead of SEED and the trainer over the networks they run.
+"""Overhead of SEED (or CRD) and the trainer over the networks they run.
 
-ratio = (one SEED training step of the trainer) / (student forward+backward + teacher forward)
+ratio = (one SEED/CRD training step of the trainer) / (student forward+backward + teacher forward)
 
 Both sides run in this process on the same batch, interleaved, and the medians are compared.
 The step is ``Trainer.train_step`` itself: the method's forward (teacher and student, projection
@@ -9,9 +9,15 @@ loss check, backward, the optimiser and the schedule. The reference is the bare 
 and backward plus the frozen teacher's forward, nothing else. The teacher distils its MoCo-v2
 style 128-d projection, as SEED's reference code does (random weights: speed only).
 
-    python benchmarks/distill_step.py [--teacher resnet50] [--student mobilenetv3_large_100]
-        [--image-size 224] [--batch-size 32] [--queue-size 65536] [--repeats 10] [--json FILE]
-        [--method seed|dogo]
+``--method crd`` times a CRD step instead: the two linear embeddings, K negatives per anchor
+gathered from both memory banks, the symmetric NCE loss and the banks' momentum update. The
+banks have ``--bank-size`` rows (default ImageNet's 1,281,167: the benchmark enlarges the
+method's banks after building it on the small digits set; the step's time depends on K, not on N)
+and the teacher's pooled backbone features are embedded (no projection head).
+
+    python benchmarks/distill_step.py [--method seed|kd|crd|dogo] [--teacher resnet50]
+        [--student mobilenetv3_large_100] [--image-size 224] [--batch-size 32]
+        [--queue-size 65536] [--nce-k 16384] [--bank-size 1281167] [--repeats 10] [--json FILE]
 
 The defaults are the paper's setting (224 px, queue 65,536, 128-d teacher embedding). The
 head and the queue cost the same at any resolution while the networks' cost grows with the
@@ -80,11 +86,17 @@ def build_trainer(args, folder: Path):
     if args.method == "kd":
         method = {"name": "kd", "student": {"arch": args.student},
                   "teacher": str(classifier_teacher(args.teacher, folder, num_classes=10))}
+        teacher = None
     else:
+        teacher = {"source": str(moco_style_checkpoint(args.teacher, folder)),
+                   "arch": args.teacher}
+    if args.method == "seed":
         method = {"name": "seed", "student": {"arch": args.student},
-                  "teacher": {"source": str(moco_style_checkpoint(args.teacher, folder)),
-                              "arch": args.teacher, "projection_head": True},
-                  "queue_size": args.queue_size}
+                  "teacher": {**teacher, "projection_head": True}, "queue_size": args.queue_size}
+    elif args.method == "crd":  # built with a small K for the digits' bank, then given the
+        # benchmark's (below)
+        method = {"name": "crd", "student": {"arch": args.student}, "teacher": teacher,
+                  "nce_k": 16}
     config = config_from_dict({
         "method": method,
         "data": {"dataset": "digits", "image_size": args.image_size,
@@ -92,7 +104,16 @@ def build_trainer(args, folder: Path):
         "train": {"epochs": 1, "precision": args.precision},
     })
     device = distributed.init_from_env(use_cuda=torch.cuda.is_available())
-    return Trainer(config, folder / "run", device), device
+    trainer = Trainer(config, folder / "run", device)
+    if args.method == "crd":
+        from seedzoo.training.methods.crd import initial_bank
+
+        crd = trainer.method
+        dim = crd.student_bank.shape[1]
+        crd.student_bank = initial_bank(args.bank_size, dim).to(device)  # buffers, replaced
+        crd.teacher_bank = initial_bank(args.bank_size, dim).to(device)
+        crd.nce_k = args.nce_k
+    return trainer, device
 
 
 def build_dogo_trainers(args, folder: Path):
@@ -172,12 +193,14 @@ def timed(fn, device: torch.device) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="seed", choices=["seed", "kd", "dogo"])
+    parser.add_argument("--method", default="seed", choices=["seed", "kd", "crd", "dogo"])
     parser.add_argument("--teacher", default="resnet50")
     parser.add_argument("--student", default="mobilenetv3_large_100")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--queue-size", type=int, default=65536)
+    parser.add_argument("--nce-k", type=int, default=16384, help="CRD's negatives per anchor")
+    parser.add_argument("--bank-size", type=int, default=1281167, help="CRD's bank rows")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -224,16 +247,20 @@ def main(argv=None) -> dict:
     result = {
         "method": args.method, "teacher": args.teacher, "student": args.student,
         "image_size": args.image_size,
-        "batch_size": args.batch_size, "queue_size": args.queue_size,
+        "batch_size": args.batch_size,
+        **({"nce_k": args.nce_k, "bank_size": args.bank_size} if args.method == "crd"
+           else {"queue_size": args.queue_size}),
         "precision": args.precision, "device": str(device),
         "threads": torch.get_num_threads(), "repeats": args.repeats,
         "seed_step_s": step, "networks_s": reference, "ratio": step / reference,
         "seed_step_times_s": step_times, "networks_times_s": network_times,
     }
-    print(f"{args.teacher} -> {args.student}, {args.image_size} px, batch {args.batch_size}, "
-          f"queue {args.queue_size}, {args.precision} on {device} ({torch.get_num_threads()} "
-          f"threads), medians of {args.repeats}:")
-    print(f"  {args.method.upper():4} training step                       {step * 1e3:9.1f} ms  "
+    memory = (f"K {args.nce_k}, bank {args.bank_size}" if args.method == "crd"
+              else f"queue {args.queue_size}")
+    print(f"{args.method}: {args.teacher} -> {args.student}, {args.image_size} px, batch "
+          f"{args.batch_size}, {memory}, {args.precision} on {device} "
+          f"({torch.get_num_threads()} threads), medians of {args.repeats}:")
+    print(f"  {args.method.upper()} training step                       {step * 1e3:9.1f} ms  "
           f"({args.batch_size / step:.0f} img/s)")
     print(f"  student fwd+bwd + teacher fwd            {reference * 1e3:9.1f} ms  "
           f"({args.batch_size / reference:.0f} img/s)")

@@ -45,6 +45,8 @@ TINY = {
     "kd": {"student": TINY_ENCODER, "teacher": tiny_classifier_teacher()},
     "dogo": {"peers": [TINY_ENCODER, {**TINY_ENCODER, "arch": "test_efficientnet"}],
              "peer_weights": [100, 1], "student": "peer1", "dim": 8, "hidden_dim": 16},
+    "crd": {"student": TINY_ENCODER, "teacher": {"source": "timm:test_resnet"}, "feat_dim": 8,
+            "nce_k": 6},
     "toy_contrastive": {"queue_size": 6},
     "toy_peers": {},
 }

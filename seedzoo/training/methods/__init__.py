@@ -1,6 +1,7 @@
 """Training methods, one module each; importing this package registers them all."""
 
 from seedzoo.training.methods import (  # noqa: F401  (registers the methods)
+    crd,
     dogo,
     kd,
     moco,
