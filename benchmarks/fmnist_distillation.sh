@@ -54,3 +54,4 @@ for entry in "${RUNS[@]}"; do
         run "$name" "$recipe"
     fi
 done
+python benchmarks/distillation_table.py "$RESULTS"
