@@ -152,13 +152,7 @@ def run_dogo(args) -> dict:
             for trainer in simclr:
                 trainer.train_step(batch)
 
-        for _ in range(args.warmup):
-            dogo_step()
-            simclr_steps()
-        step_times, reference_times = [], []
-        for _ in range(args.repeats):  # interleaved, so load changes hit both sides alike
-            step_times.append(timed(dogo_step, device))
-            reference_times.append(timed(simclr_steps, device))
+        step_times, reference_times = interleaved(dogo_step, simclr_steps, device, args)
 
     step, reference = statistics.median(step_times), statistics.median(reference_times)
     result = {
@@ -179,6 +173,19 @@ def run_dogo(args) -> dict:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"ratio: {result['ratio']:.3f}")
     return result
+
+
+def interleaved(step, reference, device: torch.device, args) -> tuple[list, list]:
+    """Seconds of ``args.repeats`` calls of each, after ``args.warmup`` untimed ones, taking
+    turns so that load changes hit both sides alike."""
+    for _ in range(args.warmup):
+        step()
+        reference()
+    step_times, reference_times = [], []
+    for _ in range(args.repeats):
+        step_times.append(timed(step, device))
+        reference_times.append(timed(reference, device))
+    return step_times, reference_times
 
 
 def timed(fn, device: torch.device) -> float:
@@ -235,13 +242,7 @@ def main(argv=None) -> dict:
                 student.float().sum().backward()
             method.zero_grad(set_to_none=True)
 
-        for _ in range(args.warmup):
-            seed_step()
-            networks()
-        step_times, network_times = [], []
-        for _ in range(args.repeats):  # interleaved, so load changes hit both sides alike
-            step_times.append(timed(seed_step, device))
-            network_times.append(timed(networks, device))
+        step_times, network_times = interleaved(seed_step, networks, device, args)
 
     step, reference = statistics.median(step_times), statistics.median(network_times)
     result = {

@@ -5,14 +5,12 @@ trainer and two gloo processes keeping identical banks."""
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn import functional as F
-from trainer_helpers import toy_recipe
+from trainer_helpers import spawn_processes, toy_recipe
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.checkpointing import load_checkpoint
@@ -216,11 +214,7 @@ def _worker(rank, port, out):
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("crd_distributed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, out), nprocs=WORLD, join=True)
-    return [torch.load(out / f"{rank}.pt") for rank in range(WORLD)]
+    return spawn_processes(_worker, out, WORLD)
 
 
 def test_two_processes_keep_identical_banks_updated_at_their_own_indices(distributed_results):

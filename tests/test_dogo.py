@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn import functional as F
-from trainer_helpers import as_batch, toy_recipe
+from trainer_helpers import as_batch, spawn_processes, toy_recipe
 
 import seedzoo
 from seedzoo.cli import main as cli_main
@@ -164,11 +162,7 @@ def _worker(rank, port, out):
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("dogo_distributed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, out), nprocs=WORLD, join=True)
-    return [torch.load(out / f"{rank}.pt") for rank in range(WORLD)]
+    return spawn_processes(_worker, out, WORLD)
 
 
 def test_two_processes_give_global_negatives_and_per_process_distillation(distributed_results):

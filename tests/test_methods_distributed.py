@@ -1,14 +1,12 @@
 """Two gloo processes: queues gather from both, SimCLR's gathered negatives give the global-batch
 gradient, MoCo's cross-process batch shuffle returns each key to its own image."""
 
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn import functional as F
-from trainer_helpers import as_batch
+from trainer_helpers import as_batch, spawn_processes
 
 from seedzoo.training.methods import build_method
 from seedzoo.training.queue import EmbeddingQueue
@@ -67,11 +65,7 @@ def _worker(rank, port, out):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, out), nprocs=WORLD, join=True)
-    return [torch.load(out / f"{rank}.pt") for rank in range(WORLD)]
+    return spawn_processes(_worker, out, WORLD)
 
 
 def test_queue_receives_every_process_batch_in_rank_order(results):

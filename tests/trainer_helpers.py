@@ -3,7 +3,11 @@ and Batch construction for the methods' tests."""
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import torch
+import torch.multiprocessing as mp
 from torch import nn
 from torch.nn import functional as F
 
@@ -109,3 +113,13 @@ def toy_recipe(**sections) -> dict:
     for section, values in sections.items():
         recipe.setdefault(section, {}).update(values)
     return recipe
+
+
+def spawn_processes(worker, out: Path, world: int) -> list[dict]:
+    """Run ``worker(rank, port, out)`` in ``world`` processes (a free local port for their
+    process group) and return what each saved as ``out/<rank>.pt``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(port, out), nprocs=world, join=True)
+    return [torch.load(out / f"{rank}.pt") for rank in range(world)]
