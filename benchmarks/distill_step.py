@@ -162,17 +162,8 @@ def run_dogo(args) -> dict:
         "dogo_step_s": step, "simclr_steps_s": reference, "ratio": step / reference,
         "dogo_step_times_s": step_times, "simclr_steps_times_s": reference_times,
     }
-    print(f"DoGo peers {args.student} + {args.teacher}, {args.image_size} px, batch "
-          f"{args.batch_size}, {args.precision} on {device} ({torch.get_num_threads()} threads), "
-          f"medians of {args.repeats}:")
-    print(f"  DoGo training step                       {step * 1e3:9.1f} ms  "
-          f"({args.batch_size / step:.0f} img/s)")
-    print(f"  each peer's own SimCLR step, summed      {reference * 1e3:9.1f} ms  "
-          f"({args.batch_size / reference:.0f} img/s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"ratio: {result['ratio']:.3f}")
-    return result
+    return report(result, args, f"DoGo peers {args.student} + {args.teacher}",
+                  ("DoGo training step", step), ("each peer's own SimCLR step, summed", reference))
 
 
 def interleaved(step, reference, device: torch.device, args) -> tuple[list, list]:
@@ -186,6 +177,18 @@ def interleaved(step, reference, device: torch.device, args) -> tuple[list, list
         step_times.append(timed(step, device))
         reference_times.append(timed(reference, device))
     return step_times, reference_times
+
+
+def report(result: dict, args, heading: str, *lines: tuple[str, float]) -> dict:
+    """Print the measured medians side by side, write ``--json``, end with ``ratio:``."""
+    print(f"{heading}, {args.image_size} px, batch {args.batch_size}, {result['precision']} on "
+          f"{result['device']} ({result['threads']} threads), medians of {args.repeats}:")
+    for label, seconds in lines:
+        print(f"  {label:<40} {seconds * 1e3:9.1f} ms  ({args.batch_size / seconds:.0f} img/s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"ratio: {result['ratio']:.3f}")
+    return result
 
 
 def timed(fn, device: torch.device) -> float:
@@ -258,17 +261,9 @@ def main(argv=None) -> dict:
     }
     memory = (f"K {args.nce_k}, bank {args.bank_size}" if args.method == "crd"
               else f"queue {args.queue_size}")
-    print(f"{args.method}: {args.teacher} -> {args.student}, {args.image_size} px, batch "
-          f"{args.batch_size}, {memory}, {args.precision} on {device} "
-          f"({torch.get_num_threads()} threads), medians of {args.repeats}:")
-    print(f"  {args.method.upper()} training step                       {step * 1e3:9.1f} ms  "
-          f"({args.batch_size / step:.0f} img/s)")
-    print(f"  student fwd+bwd + teacher fwd            {reference * 1e3:9.1f} ms  "
-          f"({args.batch_size / reference:.0f} img/s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"ratio: {result['ratio']:.3f}")
-    return result
+    return report(result, args, f"{args.method}: {args.teacher} -> {args.student}, {memory}",
+                  (f"{args.method.upper()} training step", step),
+                  ("student fwd+bwd + teacher fwd", reference))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import yaml
+from trainer_helpers import torchrun_train
 
 from seedzoo.training import distributed
 from seedzoo.training.checkpointing import load_checkpoint
@@ -33,12 +30,7 @@ def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("distributed")
     recipe = tmp_path / "seed.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "seedzoo", "train", "--config", str(recipe), "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    torchrun_train(recipe, tmp_path / "two")
     train(config_from_dict(RECIPE), tmp_path / "one")
     return (load_checkpoint(tmp_path / "one" / "checkpoint.pt"),
             load_checkpoint(tmp_path / "two" / "checkpoint.pt"), tmp_path)

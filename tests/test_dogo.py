@@ -10,12 +10,11 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch.nn import functional as F
-from trainer_helpers import as_batch, spawn_processes, toy_recipe
+from trainer_helpers import as_batch, method_state, spawn_processes, toy_recipe
 
 import seedzoo
 from seedzoo.cli import main as cli_main
 from seedzoo.errors import SeedzooError
-from seedzoo.training.checkpointing import load_checkpoint
 from seedzoo.training.config import config_from_dict
 from seedzoo.training.methods import build_method
 from seedzoo.training.methods.dogo import (
@@ -197,10 +196,6 @@ def _run(tmp_path, name, resume=False, **sections):
                  resume=resume)
 
 
-def _method_state(run_dir):
-    return load_checkpoint(run_dir / "checkpoint.pt")["method"]
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("dogo_reference")
@@ -215,7 +210,7 @@ def test_a_run_logs_each_peer_and_exports_both_loadable(uninterrupted, tmp_path,
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {"ssl_big", "kd_big", "ssl_small", "kd_small", "knn_top1_big",
             "knn_top1_small"} <= set().union(*rows)
-    state = _method_state(run_dir)
+    state = method_state(run_dir)
     for index, name in enumerate(("big", "small")):
         encoder = seedzoo.load(str(run_dir / name))
         assert tuple(encoder.pretrained_cfg["input_size"]) == (3, 16, 16)  # training crops
@@ -234,7 +229,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, uninterrupt
     assert not stopped["finished"]
     resumed = _run(tmp_path, "run", resume=True)
     assert resumed["finished"] and resumed["steps"] == 12
-    expected, got = _method_state(reference), _method_state(tmp_path / "run")
+    expected, got = method_state(reference), method_state(tmp_path / "run")
     assert expected.keys() == got.keys()
     for key in expected:  # both peers, both heads, BatchNorm statistics
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)

@@ -3,14 +3,11 @@ through the CLI, and export networks that load (tiny models, 64 digits at 16 px)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import yaml
 from torch import nn
+from trainer_helpers import torchrun_train
 
 import seedzoo
 from seedzoo.training.encoder_specs import build_encoder
@@ -48,12 +45,7 @@ def test_the_method_trains_under_torchrun_and_exports_loadable_networks(name, tm
               "train": {"epochs": 1, "lr": 0.05, "sync_bn": True}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "seedzoo", "train", "--config", str(path), "--out", str(tmp_path / "run")],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    torchrun_train(path, tmp_path / "run")
     folders = network_folders(tmp_path / "run")
     assert [f.name for f in folders] == (["peer0", "peer1"] if name == "dogo" else ["encoder"])
     for folder in folders:

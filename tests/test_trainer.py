@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from trainer_helpers import toy_recipe
+from trainer_helpers import method_state, toy_recipe
 
 import seedzoo
 from seedzoo.cli import main as cli_main
@@ -44,10 +44,6 @@ TOY_CLI = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
 
 def _run(tmp_path, name, resume=False, **sections):
     return train(config_from_dict(toy_recipe(**sections)), tmp_path / name, resume=resume)
-
-
-def _method_state(run_dir):
-    return load_checkpoint(run_dir / "checkpoint.pt")["method"]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +81,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, uninterrupt
         log.write('{"step": 6, "lo')  # a row cut short by a kill
     resumed = _run(tmp_path, "run", resume=True, data={"workers": 2})
     assert resumed["finished"] and resumed["steps"] == 12
-    expected, got = _method_state(reference), _method_state(tmp_path / "run")
+    expected, got = method_state(reference), method_state(tmp_path / "run")
     assert expected.keys() == got.keys()
     for key in expected:  # encoder, head, BN statistics, queue and its pointer
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
@@ -111,7 +107,7 @@ def test_sigkilled_process_resumes_to_the_same_weights(tmp_path, uninterrupted):
     killed_at = load_checkpoint(run_dir / "checkpoint.pt")["progress"]["global_step"]
     assert killed_at < 12
     train(config_from_dict(toy_recipe(train={"checkpoint_every_steps": 1})), run_dir, resume=True)
-    expected, got = _method_state(reference), _method_state(run_dir)
+    expected, got = method_state(reference), method_state(run_dir)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
 
@@ -141,7 +137,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_non_zero(tmp_path, unint
     assert 1 <= stopped_at < 6
     assert f"stopped after step {stopped_at}" in stderr and "--resume" in stderr
     train(config_from_dict(toy_recipe(train=settings)), run_dir, resume=True)
-    expected, got = _method_state(reference), _method_state(run_dir)
+    expected, got = method_state(reference), method_state(run_dir)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
 
@@ -201,7 +197,7 @@ def test_exported_encoder_loads_with_seedzoo_and_timm(uninterrupted):
     cfg = theirs.pretrained_cfg
     assert tuple(cfg["input_size"]) == (3, 16, 16) and cfg["crop_pct"] == 1.0
     assert tuple(cfg["mean"]) == (0.5, 0.5, 0.5) and cfg["interpolation"] == "bilinear"
-    trained = {k.removeprefix("encoder."): v for k, v in _method_state(run_dir).items()
+    trained = {k.removeprefix("encoder."): v for k, v in method_state(run_dir).items()
                if k.startswith("encoder.")}
     for key, value in theirs.state_dict().items():
         torch.testing.assert_close(value, trained[key], rtol=0, atol=0, msg=key)
@@ -220,7 +216,7 @@ def test_trainer_serves_labels_indices_data_size_and_exports_each_network(tmp_pa
     run_dir = tmp_path / "run"
     summary = _run(tmp_path, "run", method={"name": "toy_peers"}, train={"epochs": 1})
     assert "toy_peers: 2 peers" in capsys.readouterr().out  # method.describe()
-    state = _method_state(run_dir)
+    state = method_state(run_dir)
     assert torch.equal(state["seen"], torch.ones(96, dtype=torch.long))  # each index once
     assert state["heads.0.weight"].shape[0] == 10  # the digits' classes
     peers = ("peer0", "peer1")

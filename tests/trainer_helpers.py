@@ -3,7 +3,10 @@ and Batch construction for the methods' tests."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -123,3 +126,20 @@ def spawn_processes(worker, out: Path, world: int) -> list[dict]:
         port = s.getsockname()[1]
     mp.spawn(worker, args=(port, out), nprocs=world, join=True)
     return [torch.load(out / f"{rank}.pt") for rank in range(world)]
+
+
+def torchrun_train(recipe: Path, out: Path) -> None:
+    """``seedzoo train`` of ``recipe`` into ``out`` under torchrun: two processes, gloo on CPU."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "seedzoo", "train", "--config", str(recipe), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def method_state(run_dir: Path) -> dict:
+    """The method's state in the checkpoint of ``run_dir``."""
+    from seedzoo.training.checkpointing import load_checkpoint
+
+    return load_checkpoint(run_dir / "checkpoint.pt")["method"]
