@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The distillation comparison on Fashion-MNIST (CPU-sized): every method on the ResNet-18 student
+# The distillation comparison on Fashion-MNIST (CPU-sized): every method on the ResNet-18 and
+# MobileNet-v3-Large students
 # with the same data budget (10,000 training images, 3 epochs, batch 128, 32 px), each evaluated
 # with k-NN (k 10/20/100/200), the linear probe and few-shot 1%/10% on the seeded 20,000 / 5,000
 # subsets. Resumable: a finished run or evaluation is skipped (also on a fresh checkout, from its
@@ -22,6 +23,11 @@ RUNS=(
   "fmnist_dogo_resnet18_mobilenetv3_large_100 configs/fmnist/dogo/resnet18_mobilenetv3_large_100.yaml"
   "fmnist_moco_resnet18 configs/fmnist/baselines/moco_resnet18_10k_3ep.yaml"
   "fmnist_resnet50_to_resnet18 configs/fmnist/seed/resnet50_to_resnet18.yaml"
+  "fmnist_supervised_mobilenetv3_large_100 configs/fmnist/supervised/mobilenetv3_large_100.yaml"
+  "fmnist_kd_resnet50_to_mobilenetv3_large_100 configs/fmnist/kd/resnet50_to_mobilenetv3_large_100.yaml"
+  "fmnist_crd_resnet50_to_mobilenetv3_large_100 configs/fmnist/crd/resnet50_to_mobilenetv3_large_100.yaml"
+  "fmnist_resnet50_to_mobilenetv3 configs/fmnist/seed/resnet50_to_mobilenetv3_large_100.yaml"
+  "fmnist_moco_mobilenetv3 configs/fmnist/baselines/moco_mobilenetv3_large_100_10k_3ep.yaml"
 )
 
 run() {  # run NAME RECIPE: train (or resume, or skip), then evaluate each exported network
