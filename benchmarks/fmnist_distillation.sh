@@ -28,6 +28,8 @@ RUNS=(
   "fmnist_crd_resnet50_to_mobilenetv3_large_100 configs/fmnist/crd/resnet50_to_mobilenetv3_large_100.yaml"
   "fmnist_resnet50_to_mobilenetv3 configs/fmnist/seed/resnet50_to_mobilenetv3_large_100.yaml"
   "fmnist_moco_mobilenetv3 configs/fmnist/baselines/moco_mobilenetv3_large_100_10k_3ep.yaml"
+  "fmnist_crd_kd_resnet50_to_resnet18 configs/fmnist/crd_kd/resnet50_to_resnet18.yaml"
+  "fmnist_crd_kd_resnet50_to_mobilenetv3_large_100 configs/fmnist/crd_kd/resnet50_to_mobilenetv3_large_100.yaml"
 )
 
 run() {  # run NAME RECIPE: train (or resume, or skip), then evaluate each exported network

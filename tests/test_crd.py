@@ -1,21 +1,26 @@
-"""CRD (label-free): the NCE loss against a hand computation, the memory banks (momentum update,
-duplicates, the anchor never a negative), the fixed normalising constants, exact resume in the
-trainer and two gloo processes keeping identical banks."""
+"""CRD: the NCE loss against a hand computation, the memory banks (momentum update, duplicates,
+the anchor never a negative), the fixed normalising constants, the paper's KD and CE terms on a
+student classifier, exact resume in the trainer (label-free and CRD+KD+CE) and two gloo processes
+keeping identical banks."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn import functional as F
 from trainer_helpers import spawn_processes, toy_recipe
 
-from seedzoo.errors import SeedzooError
+from seedzoo.data.datasets import ArrayImageDataset
+from seedzoo.errors import ModelNotFoundError, SeedzooError
 from seedzoo.training.checkpointing import load_checkpoint
 from seedzoo.training.config import config_from_dict
-from seedzoo.training.methods import Batch, build_method
+from seedzoo.training.encoder_specs import build_encoder
+from seedzoo.training.methods import Batch, build_method, method_needs_labels
 from seedzoo.training.methods.crd import (
     crd_nce_loss,
     initial_bank,
@@ -23,7 +28,10 @@ from seedzoo.training.methods.crd import (
     nce_criterion,
     sample_negatives,
 )
+from seedzoo.training.methods.kd import kd_loss
 from seedzoo.training.trainer import train
+from seedzoo.zoo.layout import CLASSIFIER_WEIGHTS_NAME
+from seedzoo.zoo.pretrained import load_classifier, save_classifier, save_pretrained
 
 pytestmark = [pytest.mark.usefixtures("single_thread"),
               pytest.mark.filterwarnings("ignore:Teacher timm:UserWarning")]
@@ -155,35 +163,106 @@ def test_a_bank_not_larger_than_k_is_a_clear_error():
     build_crd(dataset_size=21, nce_k=20)
 
 
-def test_label_terms_are_refused_until_the_kd_method():
-    for name in ("kd_weight", "ce_weight"):
-        with pytest.raises(SeedzooError, match=f"method.{name} .*KD method"):
-            build_crd(**{name: 1.0})
-    build_crd(kd_weight=0, ce_weight=None)
-    with pytest.raises(SeedzooError, match=r"\{source, arch\}"):
+# -- CRD + KD + CE: the paper's full loss ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier_teacher(tmp_path_factory):
+    """A tiny encoder folder with a 10-class classifier beside it: a teacher that gives logits."""
+    folder = tmp_path_factory.mktemp("crd_teacher") / "teacher"
+    torch.manual_seed(1)
+    encoder = build_encoder(TINY_ENCODER)
+    save_pretrained(encoder, folder)
+    save_classifier(nn.Linear(encoder.num_features, 10), folder)
+    return str(folder)
+
+
+def test_crd_kd_ce_loss_is_the_weighted_sum_of_its_terms(classifier_teacher):
+    method = build_crd(teacher=classifier_teacher, num_classes=10, crd_weight=0.8, kd_weight=1.0,
+                       ce_weight=0.5, kd_temperature=2.0).train()
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 3, 9])
+    out = method(Batch([images], labels, torch.tensor([1, 4, 8, 13])))
+    student_logits = method.classifier(method.encoder(images))  # train-mode BN: the same output
+    with torch.no_grad():
+        teacher_logits = method.teacher_classifier(method.teacher(images))
+    kd = kd_loss(student_logits, teacher_logits, 2.0)
+    ce = F.cross_entropy(student_logits, labels)
+    crd = out["crd_student_anchor"] + out["crd_teacher_anchor"]
+    torch.testing.assert_close(out["loss_kd"], kd.detach())
+    torch.testing.assert_close(out["loss_ce"], ce.detach())
+    torch.testing.assert_close(out["loss"], 0.8 * crd + 1.0 * kd + 0.5 * ce)
+    out["loss"].backward()
+    assert method.classifier.weight.grad.abs().sum() > 0
+    assert next(method.encoder.parameters()).grad.abs().sum() > 0
+    assert all(p.grad is None for p in method.teacher_classifier.parameters())
+    assert not method.teacher_classifier.training and not method.teacher.training
+    assert method.classifiers() == {"encoder": method.classifier}
+
+
+def test_label_free_crd_has_no_classifier_and_reads_no_labels():
+    method = build_crd()
+    assert method.classifier is None and method.classifiers() == {}
+    assert not any(key.startswith(("classifier", "teacher_classifier"))
+                   for key in method.state_dict())
+    assert not method_needs_labels("crd", {"kd_weight": 1.0, "crd_weight": 0.8})
+    assert method_needs_labels("crd", {"ce_weight": 1.0})
+
+
+def test_crd_kd_without_labels_takes_the_teachers_classes(classifier_teacher):
+    method = build_crd(teacher=classifier_teacher, num_classes=0, kd_weight=1.0)
+    assert method.classifier.out_features == 10
+
+
+def test_crd_option_mistakes_are_clear_errors(tmp_path, classifier_teacher):
+    save_pretrained(build_encoder(TINY_ENCODER), tmp_path / "ssl")
+    with pytest.raises(ModelNotFoundError, match="no classifier.*train a `supervised` run first"):
+        build_crd(teacher=str(tmp_path / "ssl"), num_classes=10, kd_weight=1.0)
+    with pytest.raises(SeedzooError, match="classifies 10 classes, but the training data has 3"):
+        build_crd(teacher=classifier_teacher, num_classes=3, kd_weight=1.0)
+    with pytest.raises(SeedzooError, match="non-negative and not all 0"):
+        build_crd(crd_weight=0.0)
+    with pytest.raises(SeedzooError, match="non-negative"):
+        build_crd(kd_weight=-1.0)
+    with pytest.raises(SeedzooError, match=r"a source or \{source, arch, network\}"):
         build_crd(teacher={"path": "x"})
+
+
+def test_crd_with_cross_entropy_refuses_unlabelled_data(tmp_path, monkeypatch):
+    unlabelled = ArrayImageDataset(np.zeros((32, 8, 8), np.uint8), np.full(32, -1), classes=[])
+    monkeypatch.setattr("seedzoo.training.trainer.get_dataset", lambda *a, **k: unlabelled)
+    with pytest.raises(SeedzooError, match="'crd' trains on labels"):
+        train(config_from_dict(crd_recipe(method={"ce_weight": 1.0})), tmp_path / "run")
 
 
 # -- the trainer: an interrupted run resumes to the same weights --------------------------------
 
-def crd_recipe(**train_options):
+def crd_recipe(method=None, **train_options):
     method = {"name": "crd", "student": {"arch": "test_resnet"},
-              "teacher": {"source": "timm:test_resnet"}, "feat_dim": 8, "nce_k": 32}
+              "teacher": {"source": "timm:test_resnet"}, "feat_dim": 8, "nce_k": 32,
+              **(method or {})}
     return toy_recipe(method=method, train={"knn_monitor": {"every_epochs": 0}, **train_options})
 
 
-def test_killed_and_resumed_crd_run_ends_with_the_same_weights(tmp_path):
-    train(config_from_dict(crd_recipe()), tmp_path / "reference")
-    stopped = train(config_from_dict(crd_recipe(max_steps=5)), tmp_path / "run")
+@pytest.mark.parametrize("label_terms", [False, True], ids=["label-free", "crd+kd+ce"])
+def test_killed_and_resumed_crd_run_ends_with_the_same_weights(tmp_path, label_terms,
+                                                              classifier_teacher):
+    method = {"teacher": classifier_teacher, "kd_weight": 1.0, "ce_weight": 1.0} \
+        if label_terms else {}
+    train(config_from_dict(crd_recipe(method)), tmp_path / "reference")
+    stopped = train(config_from_dict(crd_recipe(method, max_steps=5)), tmp_path / "run")
     assert not stopped["finished"]
-    resumed = train(config_from_dict(crd_recipe()), tmp_path / "run", resume=True)
+    resumed = train(config_from_dict(crd_recipe(method)), tmp_path / "run", resume=True)
     assert resumed["finished"] and resumed["steps"] == 12
     expected = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")["method"]
     got = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["method"]
     assert expected.keys() == got.keys()
     assert int(got["draws"]) == 12 and (got["normalisers"] > 0).all()
-    for key in expected:  # student, embeddings, BN statistics, banks, Z, draw counter
+    assert ("classifier.weight" in got) == label_terms
+    for key in expected:  # student, embeddings, classifier, BN statistics, banks, Z, draws
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
+    exported = tmp_path / "run" / "encoder"
+    assert (exported / CLASSIFIER_WEIGHTS_NAME).is_file() == label_terms
+    if label_terms:
+        assert torch.equal(load_classifier(exported).weight, got["classifier.weight"])
 
 
 # -- two gloo processes ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
 from seedzoo.training.encoder_specs import feature_dim
 from seedzoo.zoo.checkpoint_formats import LoadReport, projection_head, read_checkpoint
 from seedzoo.zoo.layout import CLASSIFIER_WEIGHTS_NAME, CONFIG_NAME, network_folders
@@ -16,6 +16,19 @@ from seedzoo.zoo.pretrained import create_encoder, has_classifier, load_classifi
 
 #: The run kinds (methods) whose exported encoder folders keep a classifier.
 CLASSIFIER_RUNS = ("supervised", "kd")
+
+
+def teacher_spec(teacher: dict | str, method: str,
+                 keys: tuple[str, ...] = ("source", "arch", "network")) -> dict:
+    """The recipe's ``method.teacher`` as a dict: a source alone, or a dict of ``keys`` that
+    has ``source``; anything else is a clear error naming the keys ``method`` takes."""
+    if isinstance(teacher, str):
+        teacher = {"source": teacher}
+    if not isinstance(teacher, dict) or "source" not in teacher or set(teacher) - set(keys):
+        got = sorted(teacher) if isinstance(teacher, dict) else repr(teacher)
+        raise SeedzooError(f"{method}'s method.teacher is a source or {{{', '.join(keys)}}}, "
+                           f"got {got}.")
+    return teacher
 
 
 def _pick_network(source: str, network: str | None) -> str:
@@ -96,7 +109,8 @@ def load_projection_head(source: str) -> nn.Sequential:
     return projection_head(read_checkpoint(Path(source).expanduser()), source=source)
 
 
-def load_classifier_teacher(source: str, arch: str | None = None, network: str | None = None
+def load_classifier_teacher(source: str, arch: str | None = None, network: str | None = None,
+                            num_classes: int | None = None
                             ) -> tuple[nn.Module, nn.Linear, LoadReport]:
     """A teacher that gives logits: its backbone (as :func:`load_backbone`), the linear
     classifier kept beside it (eval mode; class names as ``classifier.classes``) and the load
@@ -105,7 +119,8 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
     ``source`` is an encoder folder or run folder written by a run that trains a classifier
     (:data:`CLASSIFIER_RUNS`), with ``network`` as in :func:`load_backbone`. Anything else (a
     checkpoint file, a hub id, ``timm:``, a folder of a self-supervised run) has no classifier:
-    a clear error.
+    a clear error; so is a classifier of other than ``num_classes`` classes (when given: the
+    training data's).
     """
     picked = _pick_network(source, network)
     path = Path(picked).expanduser()
@@ -129,5 +144,10 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
         raise CheckpointError(f"The classifier in {folder} takes {classifier.in_features} "
                               f"features, but its encoder gives {width}; the folder's files do "
                               "not belong together.")
+    if num_classes and classifier.out_features != num_classes:
+        raise SeedzooError(
+            f"The teacher {source} classifies {classifier.out_features} classes, but the training "
+            f"data has {num_classes}; distil on the data set the teacher was trained on (or one "
+            "with the same classes).")
     report.loaded = [*report.loaded, *(f"classifier.{k}" for k in classifier.state_dict())]
     return backbone, classifier, report

@@ -62,7 +62,7 @@ from seedzoo.training.methods.base import (
     Batch,
     Method,
     build_method,
-    method_builder,
+    method_needs_labels,
     method_options,
     required_options,
 )
@@ -147,10 +147,10 @@ def check_method_options(config: Config) -> None:
 
 def build_method_from(config: Config, images: Dataset) -> Method:
     """The recipe's method, with the size and classes of the training ``images``. Checked first:
-    the options, and the labels when the method (its builder) declares ``needs_labels``."""
+    the options, and the labels when the method declares it needs them."""
     check_method_options(config)
     classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
-    if getattr(method_builder(config.method_name), "needs_labels", False) \
+    if method_needs_labels(config.method_name, config.method_options) \
             and (not classes or (training_labels(images) < 0).any()):
         raise SeedzooError(f"Method {config.method_name!r} trains on labels, but data.dataset "
                            f"{config.data.dataset!r} has unlabelled images; use a labelled "

@@ -15,9 +15,10 @@ from seedzoo.training.methods.base import (
     build_method,
     list_methods,
     method_builder,
+    method_needs_labels,
     method_options,
     register_method,
 )
 
-__all__ = ["Batch", "Method", "build_method", "list_methods", "method_builder", "method_options",
-           "register_method"]
+__all__ = ["Batch", "Method", "build_method", "list_methods", "method_builder",
+           "method_needs_labels", "method_options", "register_method"]

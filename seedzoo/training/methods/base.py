@@ -11,7 +11,8 @@ method declares:
   returns a dict of scalar tensors that must contain ``"loss"`` (the rest is logged);
 - ``views`` names the view recipe it expects (see ``seedzoo.training.views``) unless the recipe
   overrides it, and ``min_views`` how many views of each image it needs (fewer: SeedzooError);
-- ``needs_labels`` (an attribute of the builder: the class): the trainer refuses a dataset
+- ``needs_labels`` (an attribute of the builder: the class), a bool or a function of the
+  recipe's method options (see :func:`method_needs_labels`): the trainer refuses a dataset
   without labels before building the method;
 - ``encoders()`` names the timm networks it exports (``{"encoder": self.encoder}`` by default);
 - ``classifiers()`` names the linear classifiers it exports beside them (``{}`` by default),
@@ -152,6 +153,13 @@ def required_options(name: str) -> list[str]:
     parameters = inspect.signature(method_builder(name)).parameters.values()
     return [p.name for p in parameters if p.default is p.empty and p.name not in DATA_CONTEXT
             and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def method_needs_labels(name: str, options: dict) -> bool:
+    """Whether method ``name`` trains on labels with these recipe ``options``: its builder's
+    ``needs_labels``, a bool or a function of the options (default False)."""
+    declared = getattr(method_builder(name), "needs_labels", False)
+    return bool(declared(options) if callable(declared) else declared)
 
 
 def build_method(name: str, *, dataset_size: int | None = None, num_classes: int | None = None,

@@ -1,4 +1,4 @@
-"""CRD: contrastive representation distillation from a frozen teacher, label-free form.
+"""CRD: contrastive representation distillation from a frozen teacher (with KD and CE optional).
 
 Tian, Krishnan and Isola, "Contrastive Representation Distillation", ICLR 2020 (reference code:
 HobbitLong/RepDistiller, ``crd/``). One view goes to both networks. The student's and the
@@ -12,9 +12,13 @@ against the student bank. The two losses add up to CRD; the method's loss is
 ``crd_weight * CRD``. In training mode the banks then take the batch's embeddings (momentum 0.5,
 re-normalised).
 
-This is the label-free form: CRD from a self-supervised teacher, the setting of SEED. The paper's
-``CRD + KD (+ CE)`` needs the teacher's and a student's classifier; ``kd_weight`` and
-``ce_weight`` arrive with the KD method and are refused here.
+The paper's full loss adds the label terms on a student classifier (a linear layer on the
+student's pooled features): ``ce_weight * CE(labels) + kd_weight * KD(teacher logits) +
+crd_weight * CRD``, KD as in :mod:`seedzoo.training.methods.kd` (``T^2 * KL`` at
+``kd_temperature``); the paper's CRD+KD uses 1, 1 and 0.8. ``kd_weight > 0`` needs a teacher
+that gives logits (a ``supervised`` or ``kd`` run folder); ``ce_weight > 0`` needs labelled data.
+With both 0 (the default) it is label-free CRD from any teacher, self-supervised ones included:
+the setting of SEED. A run with label terms exports the student's classifier beside its encoder.
 
 Choices where the reference leaves room (tested in ``tests/test_crd.py``):
 
@@ -55,7 +59,9 @@ from seedzoo.errors import SeedzooError
 from seedzoo.training.distributed import all_gather_cat, all_reduce_mean, rank
 from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.methods.base import Batch, Method, register_method
-from seedzoo.training.teachers import load_backbone
+from seedzoo.training.methods.kd import kd_loss
+from seedzoo.training.methods.supervised import top1
+from seedzoo.training.teachers import load_backbone, load_classifier_teacher, teacher_spec
 
 #: The reference's epsilon in the NCE criterion.
 NCE_EPS = 1e-7
@@ -145,38 +151,40 @@ class Embed(nn.Module):
 
 @register_method("crd")
 class CRD(Method):
-    """Label-free CRD (see the module docstring).
+    """CRD, label-free or with the paper's KD and CE terms (see the module docstring).
 
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch}``: a model folder, hub id or checkpoint file (``arch`` needed
-      for files), or ``timm:<arch>`` (random: tests only); see
-      :func:`seedzoo.training.load_backbone`. Its pooled backbone features are embedded;
+    - ``teacher``: ``{source, arch, network}`` or a source: a model folder, run folder, hub id or
+      checkpoint file (``arch`` needed for files), or ``timm:<arch>`` (random: tests only); see
+      :func:`seedzoo.training.teachers.load_backbone`. Its pooled backbone features are
+      embedded; with ``kd_weight > 0`` it must give logits too
+      (:func:`seedzoo.training.teachers.load_classifier_teacher`);
     - ``feat_dim`` (128): width of both embeddings and bank rows;
     - ``nce_k`` (16384): negatives per anchor, fewer than the training images;
     - ``nce_t`` (0.07): temperature;
     - ``nce_momentum`` (0.5): weight of a bank row's old value in its update;
-    - ``crd_weight`` (0.8): the loss is ``crd_weight * CRD``;
-    - ``kd_weight``, ``ce_weight``: not supported yet (they arrive with the KD method).
+    - ``crd_weight`` (0.8), ``kd_weight`` (0), ``ce_weight`` (0): the loss's weights;
+    - ``kd_temperature`` (4.0): KD's temperature.
 
-    The teacher sees the views unchanged: normalise them with its mean/std.
+    Logged: ``loss``, both CRD directions, and with label terms ``loss_kd`` / ``loss_ce`` and
+    ``train_top1`` (%, with labels). The teacher sees the views unchanged: normalise them with its
+    mean/std.
     """
 
     views, min_views = "single", 1
 
+    @staticmethod
+    def needs_labels(options: dict) -> bool:
+        """Labels are read for the cross-entropy term only."""
+        return bool(options.get("ce_weight"))
+
     def __init__(self, *, student: dict | str, teacher: dict | str, dataset_size: int | None = None,
-                 feat_dim: int = 128, nce_k: int = 16384, nce_t: float = 0.07,
-                 nce_momentum: float = 0.5, crd_weight: float = 0.8,
-                 kd_weight: float | None = None, ce_weight: float | None = None):
+                 num_classes: int | None = None, feat_dim: int = 128, nce_k: int = 16384,
+                 nce_t: float = 0.07, nce_momentum: float = 0.5, crd_weight: float = 0.8,
+                 kd_weight: float = 0.0, ce_weight: float = 0.0, kd_temperature: float = 4.0):
         super().__init__()
-        for name, weight in (("kd_weight", kd_weight), ("ce_weight", ce_weight)):
-            if weight:
-                raise SeedzooError(
-                    f"method.{name} is not supported by crd yet: the label terms (KD on the "
-                    "teacher's logits, CE on the labels) arrive with the KD method, which builds "
-                    f"the teacher's and the student's classifiers. Remove method.{name} to train "
-                    "label-free CRD.")
         if dataset_size is None:
             raise SeedzooError("crd keeps a memory bank row per training image: build it with "
                                "dataset_size (the trainer gives it).")
@@ -188,14 +196,27 @@ class CRD(Method):
         if nce_k < 1 or feat_dim < 1 or not 0 <= nce_momentum < 1:
             raise SeedzooError(f"crd needs nce_k >= 1, feat_dim >= 1 and 0 <= nce_momentum < 1, "
                                f"got {nce_k}, {feat_dim}, {nce_momentum}.")
-        if isinstance(teacher, str):
-            teacher = {"source": teacher}
-        if "source" not in teacher or set(teacher) - {"source", "arch"}:
-            raise SeedzooError(f"CRD's teacher is {{source, arch}}, got {sorted(teacher)}.")
+        if min(crd_weight, kd_weight, ce_weight) < 0 or crd_weight + kd_weight + ce_weight == 0 \
+                or kd_temperature <= 0:
+            raise SeedzooError(
+                f"crd's weights must be non-negative and not all 0 and its kd_temperature "
+                f"positive, got crd_weight {crd_weight}, kd_weight {kd_weight}, ce_weight "
+                f"{ce_weight}, kd_temperature {kd_temperature}.")
+        teacher = teacher_spec(teacher, "CRD")
         self.encoder = build_encoder(student)
-        self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
+        self.teacher_classifier = self.classifier = None
+        if kd_weight:
+            self.teacher, self.teacher_classifier, self.teacher_report = load_classifier_teacher(
+                teacher["source"], teacher.get("arch"), teacher.get("network"), num_classes)
+            self.teacher_classifier.requires_grad_(False)
+            num_classes = self.teacher_classifier.out_features
+        else:
+            self.teacher, self.teacher_report = load_backbone(
+                teacher["source"], teacher.get("arch"), teacher.get("network"))
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        if kd_weight or ce_weight:
+            self.classifier = nn.Linear(feature_dim(self.encoder), num_classes)
         self.embed_student = Embed(feature_dim(self.encoder), feat_dim)
         self.embed_teacher = Embed(feature_dim(self.teacher), feat_dim)
         self.register_buffer("student_bank", initial_bank(dataset_size, feat_dim))
@@ -206,7 +227,8 @@ class CRD(Method):
         self.register_buffer("draw_seed", torch.randint(2**31, ()))
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self.nce_k, self.nce_t, self.nce_momentum = nce_k, nce_t, nce_momentum
-        self.crd_weight = crd_weight
+        self.crd_weight, self.kd_weight, self.ce_weight = crd_weight, kd_weight, ce_weight
+        self.kd_temperature = kd_temperature
 
     @property
     def dataset_size(self) -> int:
@@ -216,6 +238,8 @@ class CRD(Method):
         """Switch the student; the teacher stays in eval mode (frozen BatchNorm statistics)."""
         super().train(mode)
         self.teacher.eval()
+        if self.teacher_classifier is not None:
+            self.teacher_classifier.eval()
         return self
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -243,7 +267,8 @@ class CRD(Method):
         self.check_views(batch.views)
         images = batch.views[0]
         indices = batch.indices.to(self.student_bank.device)
-        student = self.embed_student(self.encoder(images))
+        student_features = self.encoder(images)
+        student = self.embed_student(student_features)
         with torch.no_grad():
             teacher_features = self.teacher(images)
         teacher = self.embed_teacher(teacher_features)
@@ -264,8 +289,21 @@ class CRD(Method):
         if self.training:  # after the loss, as in the reference
             self._update_banks(indices, student, teacher)
             self.draws += 1
-        return {"loss": self.crd_weight * crd, "crd_student_anchor": student_loss.detach(),
-                "crd_teacher_anchor": teacher_loss.detach()}
+        logged = {"crd_student_anchor": student_loss.detach(),
+                  "crd_teacher_anchor": teacher_loss.detach()}
+        loss = self.crd_weight * crd
+        if self.classifier is not None:
+            logits = self.classifier(student_features).float()
+            if self.kd_weight:
+                with torch.no_grad():
+                    teacher_logits = self.teacher_classifier(teacher_features).float()
+                logged["loss_kd"] = kd_loss(logits, teacher_logits, self.kd_temperature)
+                loss = loss + self.kd_weight * logged["loss_kd"]
+            if self.ce_weight:
+                logged["loss_ce"] = F.cross_entropy(logits, batch.labels)
+                loss = loss + self.ce_weight * logged["loss_ce"]
+                logged["train_top1"] = top1(logits, batch.labels)
+        return {"loss": loss, **{name: value.detach() for name, value in logged.items()}}
 
     @torch.no_grad()
     def _update_banks(self, indices: torch.Tensor, student: torch.Tensor,
@@ -276,6 +314,9 @@ class CRD(Method):
                         self.nce_momentum)
         momentum_update(self.teacher_bank, indices, all_gather_cat(teacher.detach()),
                         self.nce_momentum)
+
+    def classifiers(self) -> dict[str, nn.Linear]:
+        return {} if self.classifier is None else {"encoder": self.classifier}
 
     def describe(self) -> str:
         """What the teacher load took and skipped, and what the memory banks cost."""

@@ -18,9 +18,7 @@ from seedzoo.errors import SeedzooError
 from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.supervised import top1
-from seedzoo.training.teachers import load_classifier_teacher
-
-_TEACHER_KEYS = {"source", "arch", "network"}
+from seedzoo.training.teachers import load_classifier_teacher, teacher_spec
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -59,25 +57,14 @@ class KD(Method):
     def __init__(self, *, student: dict | str, teacher: dict | str, num_classes: int,
                  temperature: float = 4.0, kd_weight: float = 0.9, ce_weight: float = 0.1):
         super().__init__()
-        if isinstance(teacher, str):
-            teacher = {"source": teacher}
-        if not isinstance(teacher, dict) or "source" not in teacher \
-                or set(teacher) - _TEACHER_KEYS:
-            got = sorted(teacher) if isinstance(teacher, dict) else teacher
-            raise SeedzooError(f"KD's teacher is {{source, arch, network}} (or a source), got "
-                               f"{got}.")
+        teacher = teacher_spec(teacher, "KD")
         if temperature <= 0:
             raise SeedzooError(f"method.temperature must be positive, got {temperature}.")
         if kd_weight < 0 or ce_weight < 0 or kd_weight + ce_weight == 0:
             raise SeedzooError(f"method.kd_weight and method.ce_weight must be non-negative and "
                                f"not both 0, got {kd_weight} and {ce_weight}.")
         self.teacher, self.teacher_classifier, self.teacher_report = load_classifier_teacher(
-            teacher["source"], teacher.get("arch"), teacher.get("network"))
-        if self.teacher_classifier.out_features != num_classes:
-            raise SeedzooError(
-                f"The teacher {teacher['source']} classifies {self.teacher_classifier.out_features}"
-                f" classes, but the training data has {num_classes}; distil on the data set the "
-                "teacher was trained on (or one with the same classes).")
+            teacher["source"], teacher.get("arch"), teacher.get("network"), num_classes)
         for module in (self.teacher, self.teacher_classifier):
             module.requires_grad_(False)
         self.encoder = build_encoder(student)

@@ -15,12 +15,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seedzoo.errors import SeedzooError
 from seedzoo.training.encoder_specs import build_encoder, feature_dim
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
-from seedzoo.training.teachers import load_backbone, load_projection_head
+from seedzoo.training.teachers import load_backbone, load_projection_head, teacher_spec
 
 
 def seed_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, *,
@@ -68,11 +67,7 @@ class SEED(Method):
                  student_temperature: float = 0.2, teacher_temperature: float = 1e-4,
                  hidden_dim: int = 2048, small_patch_queue_size: int | None = None):
         super().__init__()
-        if isinstance(teacher, str):
-            teacher = {"source": teacher}
-        if "source" not in teacher or set(teacher) - {"source", "arch", "projection_head"}:
-            raise SeedzooError(f"SEED's teacher is {{source, arch, projection_head}}, got "
-                               f"{sorted(teacher)}.")
+        teacher = teacher_spec(teacher, "SEED", ("source", "arch", "projection_head"))
         self.encoder = build_encoder(student)
         self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
         if teacher.get("projection_head"):
