@@ -285,7 +285,8 @@ class Trainer:
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
         views = build_views(data.views or self.method.views, image_size=data.image_size,
-                            mean=data.mean, std=data.std, **data.view_options)
+                            mean=data.mean, std=data.std,
+                            **{**self.method.view_options, **data.view_options})
         self.method.check_views(views.transforms)  # before any training, not at the first step
         self.dataset = SeededViews(images, views, opt.seed)
         self.sampler = distributed.ResumableDistributedSampler(
