@@ -15,6 +15,7 @@ from seedzoo.cli._arguments import (
     positive_int,
     positive_int_list,
 )
+from seedzoo.cli._encoders import MODEL_SPECS, add_encoder_arguments, load_encoder_from
 
 DESCRIPTION = """\
 Evaluate the frozen features of an encoder on a dataset's test split, training only on its
@@ -27,10 +28,7 @@ extracted once and cached on disk. Prints a table; --out writes the results as J
 _EVALUATE = "seedzoo.evaluation.protocols:evaluate"
 _PROBE = "seedzoo.evaluation.linear:LinearProbe"
 
-EPILOG = """\
-model specs: pixels (raw pixels, the baseline), timm:<arch> (random weights), a catalog
-name, hf-hub:<org>/<name>[@revision], a folder with config.json + model.safetensors, or a
-weights file with --arch.
+EPILOG = MODEL_SPECS + """
 datasets: fashion-mnist, mnist, cifar10, cifar100, stl10, digits, imagefolder:<path>.
 
 examples:
@@ -46,11 +44,8 @@ def register(subparsers) -> None:
         subparsers, __name__, help="k-NN, linear-probe and few-shot accuracy of a frozen encoder",
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_encoder_arguments(parser.add_argument_group("the encoder"), "to evaluate")
     what = parser.add_argument_group("what to evaluate")
-    what.add_argument("--model", metavar="SPEC",
-                      help="encoder to evaluate (see model specs below); with --onnx it only "
-                           "names the model in the results (default: the .onnx path)")
-    what.add_argument("--arch", help="timm architecture of a plain weights file given as --model")
     what.add_argument("--dataset", required=True, metavar="NAME",
                       help="downstream dataset (see datasets below)")
     what.add_argument("--data-root", metavar="DIR",
@@ -68,16 +63,6 @@ def register(subparsers) -> None:
                            "(default %(default)s)")
 
     running = parser.add_argument_group("how to run")
-    running.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
-                         help="torch (default), or onnxruntime to run an exported --onnx file")
-    running.add_argument("--onnx", metavar="FILE",
-                         help="exported encoder to run with ONNX Runtime (implies "
-                         "--backend onnxruntime)")
-    running.add_argument("--threads", type=positive_int, metavar="N",
-                         help="ONNX Runtime intra-op threads (default: torch's thread count)")
-    running.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
-                         "(default: cuda if available for torch encoders with "
-                         "weights, else cpu)")
     running.add_argument("--batch-size", type=positive_int,
                          default=LibraryDefault(_EVALUATE, "batch_size"),
                          help="images per forward pass (default %(default)s)")
@@ -124,40 +109,12 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _load(args):
-    """(encoder, spec, extra config) for the parsed arguments."""
-    from seedzoo.errors import SeedzooError
-
-    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
-    if backend == "torch":
-        if args.onnx:
-            raise SeedzooError("--onnx runs with ONNX Runtime; drop --backend torch or --onnx.")
-        if not args.model:
-            raise SeedzooError("Say which encoder to evaluate with --model (e.g. --model pixels "
-                               "or --model timm:resnet18), or give an exported one with --onnx.")
-        from seedzoo.evaluation.pixels import load_encoder
-
-        return (load_encoder(args.model, arch=args.arch), args.model,
-                {"backend": "torch", "onnx": None})
-    if not args.onnx:
-        raise SeedzooError("--backend onnxruntime needs the exported model: --onnx model.onnx "
-                           "(write one with `seedzoo export`).")
-    try:
-        from seedzoo.deploy.runtime import OrtEncoder
-    except ImportError as error:
-        raise SeedzooError(f"The ONNX Runtime backend is not available ({error}); evaluate "
-                           "with --backend torch.") from None
-    encoder = OrtEncoder(args.onnx, threads=args.threads)
-    return encoder, args.model or args.onnx, {"backend": "onnxruntime", "onnx": args.onnx,
-                                              "threads": args.threads}
-
-
 def run(args) -> int:
     from seedzoo.evaluation.protocols import evaluate, parse_protocols
     from seedzoo.results import format_report, write_report
 
     protocols = parse_protocols(args.protocol)
-    model, spec, config = _load(args)
+    model, spec, config = load_encoder_from(args)
     probe_options = {"epochs": args.probe_epochs, "lr": args.probe_lr,
                      "min_steps": args.probe_min_steps, "weight_decays": args.weight_decays}
     device = "cpu" if config["backend"] == "onnxruntime" else args.device
