@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
 from seedzoo.training.encoder_specs import feature_dim
-from seedzoo.training.methods.base import Batch, Method, register_method
-from seedzoo.training.methods.supervised import check_classifier_options, classification_outputs
+from seedzoo.training.methods.base import register_method
+from seedzoo.training.methods.supervised import EncoderClassifier, check_classifier_options
 from seedzoo.training.teachers import load_backbone, load_projection_head
 from seedzoo.zoo.layout import CHECKPOINT_NAME, ENCODER_DIR
 from seedzoo.zoo.pretrained import MLPClassifier
@@ -74,7 +73,7 @@ def load_pretrained_run(run_dir: str, head_layers: int):
 
 
 @register_method("finetune")
-class Finetune(Method):
+class Finetune(EncoderClassifier):
     """Fine-tune a self-supervised run's encoder and first head layers with a new classifier.
 
     Options (the recipe's ``method`` section):
@@ -91,9 +90,6 @@ class Finetune(Method):
     linear classifier with ``head_layers: 0``. Logged: ``loss`` and ``train_top1`` (%).
     """
 
-    views = "single"
-    needs_labels = True
-
     def __init__(self, *, pretrained: str, num_classes: int, head_layers: int = 1,
                  label_smoothing: float = 0.0):
         super().__init__()
@@ -108,14 +104,6 @@ class Finetune(Method):
         self.classifier = MLPClassifier(*layers, output) if layers else output
         self.head_source = f"{head_layers} of the {total} projection head layers of {pretrained}"
         self.label_smoothing = label_smoothing
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        self.check_views(batch.views)
-        return classification_outputs(self.classifier(self.encoder(batch.views[0])), batch.labels,
-                                      self.label_smoothing)
-
-    def classifiers(self) -> dict[str, nn.Module]:
-        return {"encoder": self.classifier}
 
     def describe(self) -> str:
         """What was loaded: the encoder, and which head layers."""

@@ -22,15 +22,6 @@ def top1(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.detach().argmax(1) == labels).float().mean() * 100
 
 
-def classification_outputs(logits: torch.Tensor, labels: torch.Tensor,
-                           label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
-    """What a method training a classifier on the labels returns: the cross-entropy ``loss``
-    and ``train_top1`` (%)."""
-    logits = logits.float()
-    return {"loss": F.cross_entropy(logits, labels, label_smoothing=label_smoothing),
-            "train_top1": top1(logits, labels)}
-
-
 def check_classifier_options(method: str, num_classes: int | None,
                              label_smoothing: float) -> None:
     """Clear errors for a classifier method's data (2 or more classes) and label smoothing."""
@@ -41,8 +32,29 @@ def check_classifier_options(method: str, num_classes: int | None,
         raise SeedzooError(f"method.label_smoothing must be in [0, 1), got {label_smoothing}.")
 
 
+class EncoderClassifier(Method):
+    """A method training ``classifier(encoder(view))`` with cross-entropy on one view: subclasses
+    build ``encoder``, ``classifier`` and set ``label_smoothing``. The classifier is exported beside
+    the encoder. Logged: ``loss`` and ``train_top1`` (%)."""
+
+    views = "single"
+    needs_labels = True
+    classifier: nn.Module
+    label_smoothing: float = 0.0
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        self.check_views(batch.views)
+        logits = self.classifier(self.encoder(batch.views[0])).float()
+        return {"loss": F.cross_entropy(logits, batch.labels,
+                                        label_smoothing=self.label_smoothing),
+                "train_top1": top1(logits, batch.labels)}
+
+    def classifiers(self) -> dict[str, nn.Module]:
+        return {"encoder": self.classifier}
+
+
 @register_method("supervised")
-class Supervised(Method):
+class Supervised(EncoderClassifier):
     """Encoder + linear classifier trained with cross-entropy (one augmented view per image).
 
     Options (the recipe's ``method`` section):
@@ -53,20 +65,9 @@ class Supervised(Method):
     The class count is the training data's. Logged: ``loss`` and ``train_top1`` (%).
     """
 
-    views = "single"
-    needs_labels = True
-
     def __init__(self, *, encoder: dict | str, num_classes: int, label_smoothing: float = 0.0):
         super().__init__()
         check_classifier_options("supervised", num_classes, label_smoothing)
         self.encoder = build_encoder(encoder)
         self.classifier = nn.Linear(feature_dim(self.encoder), num_classes)
         self.label_smoothing = label_smoothing
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        self.check_views(batch.views)
-        return classification_outputs(self.classifier(self.encoder(batch.views[0])), batch.labels,
-                                      self.label_smoothing)
-
-    def classifiers(self) -> dict[str, nn.Linear]:
-        return {"encoder": self.classifier}
