@@ -15,7 +15,12 @@ from seedzoo.zoo.loading import load, load_weights_file
 from seedzoo.zoo.pretrained import create_encoder, has_classifier, load_classifier
 
 #: The run kinds (methods) whose exported encoder folders keep a classifier.
-CLASSIFIER_RUNS = ("supervised", "kd")
+CLASSIFIER_RUNS = ("supervised", "kd", "finetune", "simclrv2_distill")
+
+
+def _listed(names: tuple[str, ...], conjunction: str) -> str:
+    """``a, b, c or d``."""
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 def teacher_spec(teacher: dict | str, method: str,
@@ -111,10 +116,10 @@ def load_projection_head(source: str) -> nn.Sequential:
 
 def load_classifier_teacher(source: str, arch: str | None = None, network: str | None = None,
                             num_classes: int | None = None
-                            ) -> tuple[nn.Module, nn.Linear, LoadReport]:
-    """A teacher that gives logits: its backbone (as :func:`load_backbone`), the linear
-    classifier kept beside it (eval mode; class names as ``classifier.classes``) and the load
-    report.
+                            ) -> tuple[nn.Module, nn.Module, LoadReport]:
+    """A teacher that gives logits: its backbone (as :func:`load_backbone`), the classifier kept
+    beside it (an ``nn.Linear`` or an :class:`~seedzoo.zoo.pretrained.MLPClassifier`; eval mode;
+    class names as ``classifier.classes``) and the load report.
 
     ``source`` is an encoder folder or run folder written by a run that trains a classifier
     (:data:`CLASSIFIER_RUNS`), with ``network`` as in :func:`load_backbone`. Anything else (a
@@ -127,7 +132,7 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
     if not path.is_dir():
         raise ModelNotFoundError(
             f"The teacher {source} must give logits, which only an encoder folder written by a "
-            f"{' or '.join(CLASSIFIER_RUNS)} run holds ({CLASSIFIER_WEIGHTS_NAME} beside the "
+            f"{_listed(CLASSIFIER_RUNS, 'or')} run holds ({CLASSIFIER_WEIGHTS_NAME} beside the "
             "encoder); it is not a folder. Train a `supervised` run first and give its run "
             "folder.")
     folders = [path] if (path / CONFIG_NAME).is_file() else network_folders(path)
@@ -136,7 +141,7 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
     if not has_classifier(folder):
         raise ModelNotFoundError(
             f"The teacher {source} gives no logits: {folder} holds an encoder but no classifier "
-            f"({CLASSIFIER_WEIGHTS_NAME}). Only {' and '.join(CLASSIFIER_RUNS)} runs export "
+            f"({CLASSIFIER_WEIGHTS_NAME}). Only {_listed(CLASSIFIER_RUNS, 'and')} runs export "
             "one; train a `supervised` run first and give its run folder as the teacher.")
     classifier = load_classifier(folder)
     width = feature_dim(backbone)

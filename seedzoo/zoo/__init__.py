@@ -5,6 +5,7 @@ from seedzoo.zoo.catalog import list_models
 from seedzoo.zoo.hub import download, publish, publish_to_cache, push
 from seedzoo.zoo.loading import load
 from seedzoo.zoo.pretrained import (
+           MLPClassifier,
            create_encoder,
            load_classifier,
            load_pretrained_folder,
@@ -13,5 +14,5 @@ from seedzoo.zoo.pretrained import (
 )
 
 __all__ = ["load", "list_models", "create_encoder", "load_pretrained_folder", "save_pretrained",
-           "save_classifier", "load_classifier", "write_card", "push", "publish",
+           "save_classifier", "load_classifier", "MLPClassifier", "write_card", "push", "publish",
            "publish_to_cache", "download"]

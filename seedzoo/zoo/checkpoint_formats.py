@@ -280,7 +280,7 @@ def projection_head(checkpoint, *, source: str) -> nn.Sequential:
     tensors = {_strip_wrappers(k): v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
     for prefix in PROJECTION_HEAD_PREFIXES:
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        head = _sequential_from(state) if state else None
+        head = sequential_from(state) if state else None
         if head is not None and sum(isinstance(m, nn.Linear) for m in head) >= 2:
             return head
     raise CheckpointError(f"{source} holds no MLP projection head (looked for "
@@ -288,7 +288,7 @@ def projection_head(checkpoint, *, source: str) -> nn.Sequential:
                           "backbone's features instead (no projection head option).")
 
 
-def _sequential_from(state: dict[str, torch.Tensor]) -> nn.Sequential | None:
+def sequential_from(state: dict[str, torch.Tensor]) -> nn.Sequential | None:
     """Linear/BatchNorm1d/ReLU layers fitting ``{"<index>.<param>": tensor}``, or None."""
     layers: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in state.items():

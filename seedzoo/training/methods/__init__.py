@@ -3,10 +3,12 @@
 from seedzoo.training.methods import (  # noqa: F401  (registers the methods)
     crd,
     dogo,
+    finetune,
     kd,
     moco,
     seed,
     simclr,
+    simclrv2_distill,
     supervised,
 )
 from seedzoo.training.methods.base import (
