@@ -22,6 +22,7 @@ A checkpoint that does not fit as it is goes through timm's own conversion for t
 architecture, where timm has one (the ``checkpoint_filter_fn`` of the model's timm module: for
 Swin it moves the original layout's patch merging from the end of stage i to the start of stage
 i+1); the report names the conversion, and the keys are reported under their original names.
+
 :func:`projection_head` rebuilds the MLP projection head such checkpoints carry (SEED's reference
 code distils the teacher's projected embedding). Wrappers such as ``module.`` are removed as
 prefixes, never as character sets. The result must
