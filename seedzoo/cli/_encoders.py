@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from seedzoo.cli._arguments import positive_int
+from seedzoo.cli._arguments import add_arch_arguments, positive_int, print_load_report
 from seedzoo.errors import SeedzooError
 
 MODEL_SPECS = """\
 model specs: pixels (raw pixels, the baseline), timm:<arch> (random weights), a catalog
 name, hf-hub:<org>/<name>[@revision], a folder with config.json + model.safetensors, or a
-weights file with --arch; or an exported file with --onnx."""
+weights file with --arch (and --model-args); or an exported file with --onnx."""
 
 
 def add_encoder_arguments(group, what: str) -> None:
-    """``--model``, ``--arch``, ``--backend``, ``--onnx``, ``--threads`` and ``--device`` on
-    ``group``; ``what`` says what the encoder is for ("to evaluate", "to embed with")."""
+    """``--model``, ``--arch``, ``--model-args``, ``--backend``, ``--onnx``, ``--threads`` and
+    ``--device`` on ``group``; ``what`` says what the encoder is for ("to evaluate", "to embed
+    with")."""
     group.add_argument("--model", metavar="SPEC",
                        help=f"encoder {what} (see model specs below); with --onnx it only names "
                             "the model in the results (default: the .onnx path)")
-    group.add_argument("--arch", help="timm architecture of a plain weights file given as --model")
+    add_arch_arguments(group)
     group.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
                        help="torch (default), or onnxruntime to run an exported --onnx file")
     group.add_argument("--onnx", metavar="FILE",
@@ -42,8 +43,10 @@ def load_encoder_from(args):
                                f"(see `seedzoo {args.command_name} --help`).")
         from seedzoo.evaluation.pixels import load_encoder
 
-        return (load_encoder(args.model, arch=args.arch), args.model,
-                {"backend": "torch", "onnx": None})
+        model = load_encoder(args.model, arch=args.arch, model_args=args.model_args)
+        print_load_report(model)
+        return model, args.model, {"backend": "torch", "onnx": None,
+                                   **({"model_args": args.model_args} if args.model_args else {})}
     if not args.onnx:
         raise SeedzooError("--backend onnxruntime needs the exported model: --onnx model.onnx "
                            "(write one with `seedzoo export`).")

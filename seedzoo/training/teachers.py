@@ -61,8 +61,8 @@ def _pick_network(source: str, network: str | None) -> str:
     return source
 
 
-def load_backbone(source: str, arch: str | None = None, network: str | None = None
-                  ) -> tuple[nn.Module, LoadReport]:
+def load_backbone(source: str, arch: str | None = None, network: str | None = None,
+                  model_args: dict | None = None) -> tuple[nn.Module, LoadReport]:
     """A timm backbone (``num_classes=0``, eval mode) and the report of what was loaded.
 
     ``source`` is one of:
@@ -73,7 +73,9 @@ def load_backbone(source: str, arch: str | None = None, network: str | None = No
       that trains several networks writes one folder each; without ``network`` it is an error
       naming them);
     - a checkpoint file in any layout of :mod:`seedzoo.zoo.checkpoint_formats` (MoCo, SimCLR, SwAV,
-      DINO, SEED, torchvision, timm; ``.pth`` read with ``weights_only=True``), with ``arch``.
+      DINO, EsViT, SEED, torchvision, timm, Swin's original; ``.pth`` read with
+      ``weights_only=True``), with ``arch`` (and ``model_args``, extra ``timm.create_model``
+      arguments, where the weights need them, e.g. ``{"window_size": 14}``).
 
     A checkpoint that does not fill the whole backbone raises ``CheckpointError`` listing the
     missing and unexpected keys; heads and momentum encoders are skipped and reported.
@@ -83,16 +85,16 @@ def load_backbone(source: str, arch: str | None = None, network: str | None = No
         name = source[len("timm:"):]
         warnings.warn(f"Teacher {source} has random weights: it teaches nothing useful. Give a "
                       "trained model folder, hub id or checkpoint file.", stacklevel=2)
-        model = create_encoder(name)
+        model = create_encoder(name, **(model_args or {}))
         return model.eval(), LoadReport(source, "random initialisation")
     path = Path(source).expanduser()
     if path.is_file():
         if arch is None:
             raise ModelNotFoundError(f"{source} is a checkpoint file; give its architecture "
                                      "(teacher arch, e.g. resnet50).")
-        model = load_weights_file(path, arch)
+        model = load_weights_file(path, arch, model_args)
         return model.eval(), model.load_report
-    model = load(source)
+    model = load(source, model_args=model_args)
     found = model.pretrained_cfg.get("architecture")
     if arch is not None and found != arch:
         raise ModelNotFoundError(f"The teacher {source} is a {found}, but the recipe says arch "

@@ -18,7 +18,7 @@ import timm
 import torch
 from torch import nn
 
-from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
 from seedzoo.files import atomic_write_path, write_text_atomic
 from seedzoo.zoo.checkpoint_formats import (
     load_state_into,
@@ -44,8 +44,14 @@ def create_encoder(arch: str, *, pretrained_cfg_overlay: dict | None = None,
 
     ``model_args`` are extra ``timm.create_model`` arguments (e.g. a small-image stem); they
     are recorded on the model as ``model.model_args`` so that :func:`save_pretrained` can write
-    them to ``config.json`` and timm can rebuild the same architecture.
+    them to ``config.json`` and timm can rebuild the same architecture. An ``img_size`` among
+    them is also the input size of the preprocessing (``pretrained_cfg["input_size"]``), unless
+    the overlay gives one: a model of fixed input size (Swin) takes no other.
     """
+    if "img_size" in model_args and "input_size" not in (pretrained_cfg_overlay or {}):
+        height, width = _pair(model_args["img_size"])
+        pretrained_cfg_overlay = {**(pretrained_cfg_overlay or {}),
+                                  "input_size": (model_args.get("in_chans", 3), height, width)}
     try:
         model = timm.create_model(arch, pretrained=False, num_classes=0,
                                   pretrained_cfg_overlay=pretrained_cfg_overlay, **model_args)
@@ -55,8 +61,18 @@ def create_encoder(arch: str, *, pretrained_cfg_overlay: dict | None = None,
             hint = f" Similar timm names: {', '.join(close)}." if close else ""
             raise ModelNotFoundError(f"timm has no architecture {arch!r}.{hint}") from None
         raise
+    cfg = model.pretrained_cfg
+    if cfg.get("fixed_input_size") and "img_size" in model_args \
+            and tuple(cfg["input_size"][1:]) != _pair(model_args["img_size"]):
+        raise SeedzooError(f"{arch} is built for img_size {model_args['img_size']} but its "
+                           f"pretrained_cfg input_size is {tuple(cfg['input_size'])}; it takes "
+                           "only images of its img_size: give one of the two, or equal sizes.")
     model.model_args = dict(model_args)
     return model
+
+
+def _pair(size) -> tuple[int, int]:
+    return tuple(size) if isinstance(size, (tuple, list)) else (size, size)
 
 
 def training_preprocessing(data: dict) -> dict:
