@@ -154,6 +154,15 @@ def print_load_report(model) -> None:
         print(report.summary(), file=sys.stderr)
 
 
+def fraction_list(text: str) -> list[float]:
+    """Type of a non-empty comma-separated list of fractions in (0, 1]."""
+    values = [non_negative_float(v) for v in text.split(",") if v.strip()]
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1], got "
+                                         f"{text!r}")
+    return values
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model SPEC`` (required), ``--arch``, ``--model-args`` and ``--revision``, read by
     :func:`load_model`."""

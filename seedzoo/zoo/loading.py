@@ -27,10 +27,17 @@ from seedzoo.zoo.checkpoint_formats import (
     read_checkpoint,
 )
 from seedzoo.zoo.hub import HUB_PREFIX, Publication, download, parse_hub_id
-from seedzoo.zoo.layout import CHECKPOINT_METHOD_KEY, CONFIG_NAME, HUB_FILES, encoder_folder
+from seedzoo.zoo.layout import (
+    CHECKPOINT_METHOD_KEY,
+    CLASSIFIER_WEIGHTS_NAME,
+    CONFIG_NAME,
+    HUB_FILES,
+    encoder_folder,
+)
 from seedzoo.zoo.pretrained import (
     create_encoder,
     encoder_from_config,
+    load_classifier,
     load_pretrained_folder,
     read_config,
     training_preprocessing,
@@ -114,6 +121,22 @@ def _refuse_model_args(model_args: dict | None, spec: str) -> None:
     if model_args:
         raise ModelNotFoundError(f"model_args ({model_args}) apply to a weights file or "
                                  f"timm:<arch>; {spec} records its own in its config.json.")
+
+
+def classifier_for(spec: str | os.PathLike) -> nn.Linear:
+    """The linear classifier kept beside the encoder that ``spec`` names (see
+    :func:`~seedzoo.zoo.pretrained.load_classifier`). Only an encoder folder or a run folder
+    holds one, written by a run that trains a classifier (supervised, kd); hub models, catalog
+    names and ``timm:<arch>`` are encoders alone (classifiers are not published).
+    """
+    path = Path(os.fspath(spec).removeprefix("local-dir:")).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"{spec} keeps no classifier: only an encoder folder or run folder written by a run "
+            f"that trains one (supervised, kd) holds it ({CLASSIFIER_WEIGHTS_NAME} beside the "
+            "encoder); hub models, catalog names, weights files and timm:<arch> are encoders "
+            "alone. Give such a folder.")
+    return load_classifier(encoder_folder(path))
 
 
 def _load_folder(folder: Path, pretrained: bool) -> nn.Module:

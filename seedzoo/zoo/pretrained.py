@@ -252,6 +252,43 @@ def load_classifier(folder: str | os.PathLike) -> nn.Linear | MLPClassifier:
     return classifier.eval()
 
 
+class EncoderClassifier(nn.Module):
+    """An encoder and a linear classifier on its pooled features: ``model(images)`` gives logits.
+
+    It answers as a timm classifier does: ``pretrained_cfg`` is the encoder's (so
+    :func:`~seedzoo.data.transforms.transform_for` preprocesses as for the encoder),
+    ``num_features`` the encoder's feature size, ``num_classes`` the classifier's outputs and
+    ``classes`` their names (or None).
+    """
+
+    def __init__(self, encoder: nn.Module, classifier: nn.Linear):
+        super().__init__()
+        width = int(encoder.num_features)
+        if classifier.in_features != width:
+            raise CheckpointError(f"The classifier takes {classifier.in_features} features, but "
+                                  f"the encoder gives {width}: they do not belong together.")
+        self.encoder, self.classifier = encoder, classifier
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        return self.encoder.pretrained_cfg
+
+    @property
+    def num_features(self) -> int:
+        return int(self.encoder.num_features)
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features
+
+    @property
+    def classes(self) -> list[str] | None:
+        return getattr(self.classifier, "classes", None)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.encoder(images))
+
+
 def read_config(folder: str | os.PathLike) -> dict:
     """Parse ``config.json`` of an encoder folder, with a clear error when it is not one."""
     path = Path(folder) / CONFIG_NAME
