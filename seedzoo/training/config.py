@@ -83,6 +83,7 @@ class TrainConfig:
     grad_clip: float | None = None        # max global gradient norm
     precision: str = "fp32"               # fp32 | bf16 (CPU or CUDA) | fp16 (CUDA)
     sync_bn: bool = False                 # synchronise BatchNorm statistics across processes
+    channels_last: bool = True            # channels-last weights and images (faster convolutions)
     checkpoint_every_steps: int = 500     # also written at every epoch end; 0 = epoch ends only
     log_every_steps: int = 10
     max_steps: int | None = None          # stop (resumably) after this many steps in all

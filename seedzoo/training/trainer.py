@@ -328,7 +328,8 @@ class Trainer:
         self.method = build_method_from(config, images)
         if opt.sync_bn and world > 1:
             self.method = distributed.convert_sync_batchnorm(self.method, device)
-        self.method.to(device)
+        self.memory_format = torch.channels_last if opt.channels_last else torch.contiguous_format
+        self.method.to(device, memory_format=self.memory_format)
         for encoder in self.method.encoders().values():
             set_training_preprocessing(encoder, data)
         self.classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
@@ -496,7 +497,7 @@ class Trainer:
         window_steps, window_images, window_start = 0, 0, time.perf_counter()
         step_start = time.perf_counter()
         for batch in self.loader:
-            batch = batch.to(self.device, non_blocking=True)
+            batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
             lr = self.optimizer.param_groups[0]["lr"]  # this step's lr
             metrics = self.train_step(batch)
             self.global_step += 1

@@ -76,8 +76,12 @@ class Batch(NamedTuple):
     labels: torch.Tensor
     indices: torch.Tensor
 
-    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        return Batch([v.to(device, non_blocking=non_blocking) for v in self.views],
+    def to(self, device: torch.device, non_blocking: bool = False,
+           memory_format: torch.memory_format = torch.preserve_format) -> Batch:
+        """On ``device``, image views (4-d) in ``memory_format`` (e.g. channels-last)."""
+        return Batch([v.to(device, non_blocking=non_blocking,
+                           memory_format=memory_format if v.ndim == 4 else torch.preserve_format)
+                      for v in self.views],
                      self.labels.to(device, non_blocking=non_blocking),
                      self.indices.to(device, non_blocking=non_blocking))
 
