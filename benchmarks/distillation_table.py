@@ -2,9 +2,10 @@
 
     python benchmarks/distillation_table.py [FOLDER] [--readme README.md]
 
-One row per evaluated network: method (with its variant: CRD's label terms, DoGo's shared views),
-architecture, images seen, training wall time, k-NN top-1 at k 20 and 200, linear top-1 and
-few-shot 1% / 10% top-1 (percent), the commit that trained it and its run. Rows are grouped by
+One row per evaluated network: method (with its variant: CRD's label terms, DoGo's shared views,
+the label fraction of a fine-tuning), architecture, images seen, training wall time, k-NN top-1
+at k 20 and 200, linear top-1, few-shot 1% / 10% top-1 and the network's own classifier's top-1
+(percent, "-" where not measured), the commit that trained it and its run. Rows are grouped by
 architecture, best k-NN@20 first. Prints Markdown and writes it to ``table.md`` in the folder;
 with ``--readme`` it also replaces the block between ``<!-- distillation -->`` and
 ``<!-- /distillation -->`` in that file by the short table (method, network and the metrics).
@@ -18,7 +19,8 @@ import re
 from pathlib import Path
 
 METRICS = (("k-NN@20", "knn_top1@20"), ("k-NN@200", "knn_top1@200"), ("linear", "linear_top1"),
-           ("few-shot 1%", "fewshot_1pct_top1"), ("few-shot 10%", "fewshot_10pct_top1"))
+           ("few-shot 1%", "fewshot_1pct_top1"), ("few-shot 10%", "fewshot_10pct_top1"),
+           ("classifier", "classifier_top1"))
 FULL = ("method", "network", "images seen", "training", *(c for c, _ in METRICS), "commit", "run")
 SHORT = ("method", "network", *(c for c, _ in METRICS))
 README_BLOCK = re.compile(r"(<!-- distillation -->\n).*?(<!-- /distillation -->)", re.DOTALL)
@@ -34,6 +36,9 @@ def method_label(summary: dict) -> str:
         label += " + " + " + ".join(terms) if terms else " (label-free)"
     if summary["method"] == "dogo" and options.get("own_views") is False:
         label += " (shared views)"
+    fraction = summary["config"]["data"].get("label_fraction")
+    if fraction:
+        label += f" on {fraction:.0%} of the labels"
     return label
 
 
@@ -61,6 +66,8 @@ def rows(folder: Path) -> list[dict[str, str]]:
 
 
 def markdown(table: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+    """The rows as a Markdown table of ``columns``, less the metrics no row has."""
+    columns = [c for c in columns if any(row[c] != "-" for row in table)]
     numeric = {"images seen", "training", *(c for c, _ in METRICS)}
     lines = ["| " + " | ".join(columns) + " |",
              "|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|"]
