@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import seedzoo
 from seedzoo.cli import main
 from seedzoo.data.datasets import get_dataset
 from seedzoo.data.subsets import subset_indices
@@ -143,3 +144,19 @@ def test_export_with_classifier_of_a_model_without_one_is_refused_before_loading
                  str(tmp_path / "x.onnx")]) == 2
     assert "timm:test_resnet keeps no classifier" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_classifier_pairs_with_the_encoder_s_measured_output_width():
+    """timm's MobileNet-v3 returns its head_hidden_size features, more than num_features: the
+    classifier is checked against (and fine-tuning builds it for) what the encoder outputs."""
+    from seedzoo.zoo import EncoderClassifier
+    from seedzoo.zoo.pretrained import feature_dim
+
+    encoder = create_encoder("mobilenetv3_small_050",
+                             pretrained_cfg_overlay={"input_size": (3, 32, 32)})
+    width = int(encoder.eval()(torch.zeros(1, 3, 32, 32)).shape[1])
+    assert width != encoder.num_features and feature_dim(encoder) == width
+    model = EncoderClassifier(encoder, nn.Linear(width, 3))
+    assert model.num_features == width and model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+    with pytest.raises(seedzoo.errors.CheckpointError, match="do not belong together"):
+        EncoderClassifier(encoder, nn.Linear(encoder.num_features, 3))

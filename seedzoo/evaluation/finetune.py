@@ -48,7 +48,7 @@ from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.classifier import classifier_scores
 from seedzoo.evaluation.features import default_device
 from seedzoo.evaluation.pixels import PixelEncoder
-from seedzoo.zoo.pretrained import EncoderClassifier
+from seedzoo.zoo.pretrained import EncoderClassifier, feature_dim
 
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
 
@@ -134,7 +134,7 @@ def fine_tune(encoder: nn.Module, images, num_classes: int, *,
     device = resolve_device(device) if device is not None else default_device(encoder)
     with _seeded(seed, device):
         model = EncoderClassifier(copy.deepcopy(encoder).requires_grad_(True),
-                                  nn.Linear(int(encoder.num_features), num_classes))
+                                  nn.Linear(feature_dim(encoder), num_classes))
         nn.init.zeros_(model.classifier.weight)
         nn.init.zeros_(model.classifier.bias)
         model.to(device).train()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from seedzoo.errors import SeedzooError
@@ -30,24 +29,3 @@ def build_encoder(spec: dict | str) -> nn.Module:
     if spec.get("small_stem"):
         small_stem(model)
     return model
-
-
-@torch.no_grad()
-def feature_dim(model: nn.Module) -> int:
-    """Width of ``model``'s pooled output, measured by a forward pass at its own input size.
-
-    (``num_features`` is not always the output width: timm's MobileNet-v3 returns its
-    ``head_hidden_size`` features.)
-    """
-    input_size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
-    was_training = model.training
-    model.eval()
-    try:
-        parameter = next(model.parameters())
-        output = model(torch.zeros(1, *input_size, device=parameter.device, dtype=parameter.dtype))
-    finally:
-        model.train(was_training)
-    if output.ndim != 2:
-        raise SeedzooError(f"{type(model).__name__} returns {tuple(output.shape)} features, not a "
-                           "pooled vector; use an encoder with global pooling.")
-    return output.shape[1]

@@ -8,11 +8,15 @@ from pathlib import Path
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
-from seedzoo.training.encoder_specs import feature_dim
 from seedzoo.zoo.checkpoint_formats import LoadReport, projection_head, read_checkpoint
 from seedzoo.zoo.layout import CLASSIFIER_WEIGHTS_NAME, CONFIG_NAME, network_folders
 from seedzoo.zoo.loading import load, load_weights_file
-from seedzoo.zoo.pretrained import create_encoder, has_classifier, load_classifier
+from seedzoo.zoo.pretrained import (
+    check_classifier_fits,
+    create_encoder,
+    has_classifier,
+    load_classifier,
+)
 
 #: The run kinds (methods) whose exported encoder folders keep a classifier.
 CLASSIFIER_RUNS = ("supervised", "kd", "finetune", "simclrv2_distill")
@@ -146,11 +150,7 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
             f"({CLASSIFIER_WEIGHTS_NAME}). Only {_listed(CLASSIFIER_RUNS, 'and')} runs export "
             "one; train a `supervised` run first and give its run folder as the teacher.")
     classifier = load_classifier(folder)
-    width = feature_dim(backbone)
-    if classifier.in_features != width:
-        raise CheckpointError(f"The classifier in {folder} takes {classifier.in_features} "
-                              f"features, but its encoder gives {width}; the folder's files do "
-                              "not belong together.")
+    check_classifier_fits(backbone, classifier, str(folder))
     if num_classes and classifier.out_features != num_classes:
         raise SeedzooError(
             f"The teacher {source} classifies {classifier.out_features} classes, but the training "

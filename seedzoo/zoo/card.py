@@ -19,7 +19,12 @@ from seedzoo.errors import SeedzooError
 from seedzoo.files import dump_yaml, write_text_atomic
 from seedzoo.results import read_report
 from seedzoo.zoo.layout import CARD_NAME, SUMMARY_NAME, encoder_folder
-from seedzoo.zoo.pretrained import load_pretrained_folder, read_config, weights_fingerprint
+from seedzoo.zoo.pretrained import (
+    feature_dim,
+    load_pretrained_folder,
+    read_config,
+    weights_fingerprint,
+)
 
 # seedzoo dataset names -> their Hugging Face Hub dataset ids, for the card's metadata.
 HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist",
@@ -211,7 +216,7 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
         architecture=config["architecture"], model_args=config.get("model_args", {}),
         seedzoo_options=config.get("seedzoo", {}),
         params=sum(p.numel() for p in model.parameters()),
-        num_features=int(config.get("num_features", model.num_features)),
+        num_features=feature_dim(model),
         pretrained_cfg=config.get("pretrained_cfg", {}),
         method=method.get("name"), teacher=_teacher_name(method),
         train_dataset=run_config.get("data", {}).get("dataset"),

@@ -71,6 +71,27 @@ def create_encoder(arch: str, *, pretrained_cfg_overlay: dict | None = None,
     return model
 
 
+@torch.no_grad()
+def feature_dim(model: nn.Module) -> int:
+    """Width of ``model``'s pooled output, measured by a forward pass at its own input size.
+
+    (``num_features`` is not always the output width: timm's MobileNet-v3 returns its
+    ``head_hidden_size`` features.)
+    """
+    input_size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    was_training = model.training
+    model.eval()
+    try:
+        parameter = next(model.parameters())
+        output = model(torch.zeros(1, *input_size, device=parameter.device, dtype=parameter.dtype))
+    finally:
+        model.train(was_training)
+    if output.ndim != 2:
+        raise SeedzooError(f"{type(model).__name__} returns {tuple(output.shape)} features, not a "
+                           "pooled vector; use an encoder with global pooling.")
+    return output.shape[1]
+
+
 def _pair(size) -> tuple[int, int]:
     return tuple(size) if isinstance(size, (tuple, list)) else (size, size)
 
@@ -252,30 +273,35 @@ def load_classifier(folder: str | os.PathLike) -> nn.Linear | MLPClassifier:
     return classifier.eval()
 
 
+def check_classifier_fits(encoder: nn.Module, classifier: nn.Module, where: str = "") -> int:
+    """The width of ``encoder``'s output, which ``classifier`` must take (else a
+    ``CheckpointError``; ``where`` names the folder they came from)."""
+    width = feature_dim(encoder)
+    if classifier.in_features != width:
+        place = f" in {where}" if where else ""
+        raise CheckpointError(f"The classifier{place} takes {classifier.in_features} features, "
+                              f"but its encoder gives {width}: they do not belong together.")
+    return width
+
+
 class EncoderClassifier(nn.Module):
     """An encoder and a linear classifier on its pooled features: ``model(images)`` gives logits.
 
     It answers as a timm classifier does: ``pretrained_cfg`` is the encoder's (so
     :func:`~seedzoo.data.transforms.transform_for` preprocesses as for the encoder),
-    ``num_features`` the encoder's feature size, ``num_classes`` the classifier's outputs and
+    ``num_features`` the width of the encoder's pooled output (measured: timm's MobileNet-v3
+    gives more than its ``num_features``), ``num_classes`` the classifier's outputs and
     ``classes`` their names (or None).
     """
 
-    def __init__(self, encoder: nn.Module, classifier: nn.Linear):
+    def __init__(self, encoder: nn.Module, classifier: nn.Module):
         super().__init__()
-        width = int(encoder.num_features)
-        if classifier.in_features != width:
-            raise CheckpointError(f"The classifier takes {classifier.in_features} features, but "
-                                  f"the encoder gives {width}: they do not belong together.")
+        self.num_features = check_classifier_fits(encoder, classifier)
         self.encoder, self.classifier = encoder, classifier
 
     @property
     def pretrained_cfg(self) -> dict:
         return self.encoder.pretrained_cfg
-
-    @property
-    def num_features(self) -> int:
-        return int(self.encoder.num_features)
 
     @property
     def num_classes(self) -> int:

@@ -31,10 +31,11 @@ from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.distributed import is_distributed
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.simclr import _GatherWithGradient, nt_xent
+from seedzoo.zoo.pretrained import feature_dim
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 

@@ -17,12 +17,11 @@ from pathlib import Path
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
-from seedzoo.training.encoder_specs import feature_dim
 from seedzoo.training.methods.base import register_method
 from seedzoo.training.methods.supervised import EncoderClassifier, check_classifier_options
 from seedzoo.training.teachers import load_backbone, load_projection_head
 from seedzoo.zoo.layout import CHECKPOINT_NAME, ENCODER_DIR
-from seedzoo.zoo.pretrained import MLPClassifier
+from seedzoo.zoo.pretrained import MLPClassifier, feature_dim
 
 
 def head_blocks(head: nn.Sequential) -> list[list[nn.Module]]:

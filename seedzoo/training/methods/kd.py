@@ -15,10 +15,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.supervised import top1
 from seedzoo.training.teachers import load_classifier_teacher, teacher_spec
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,

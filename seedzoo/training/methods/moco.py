@@ -14,10 +14,11 @@ import torch.distributed as dist
 from torch.nn import functional as F
 
 from seedzoo.training.distributed import all_gather_cat, is_distributed, rank
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def info_nce(queries: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, *,

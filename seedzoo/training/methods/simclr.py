@@ -17,11 +17,12 @@ from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.distributed import all_gather_cat, is_distributed, rank
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.moco import update_momentum_copies
 from seedzoo.training.queue import EmbeddingQueue
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def nt_xent(first: torch.Tensor, second: torch.Tensor, *, temperature: float,

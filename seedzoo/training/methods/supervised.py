@@ -13,8 +13,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.methods.base import Batch, Method, register_method
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def top1(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
