@@ -77,7 +77,6 @@ def _unequal_sizes_error(desc: str, shapes) -> SeedzooError:
         "encoder, whose transform resizes them.")
 
 
-@torch.inference_mode()
 def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int = 0,
                      device: str | torch.device | None = None, channels_last: bool | None = None,
                      progress: bool = True, desc: str = "features"
@@ -87,8 +86,9 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     ``dataset`` must already yield tensors (give it the encoder's transform). A torch module
     is put in eval mode and moved to ``device`` (default: CUDA if available and the module
     has weights); other callables are fed CPU batches. ``channels_last=None`` turns
-    channels-last memory on for convolutional torch modules. A module in training mode is put
-    back in it afterwards. Images of different sizes (which only an encoder without a resizing
+    channels-last memory on for convolutional torch modules (moved outside inference mode, so a
+    module still being trained keeps trainable weights). A module in training mode is put back in
+    it afterwards. Images of different sizes (which only an encoder without a resizing
     transform, such as raw pixels, sees) are a :class:`SeedzooError`.
     """
     from tqdm.auto import tqdm
@@ -108,23 +108,24 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     labels = torch.empty(len(dataset), dtype=torch.int64)
     start = 0
     try:
-        for batch in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
-                          disable=not progress):
-            if isinstance(batch, _UnequalImageSizes):
-                raise _unequal_sizes_error(desc, batch.shapes)
-            images, targets = batch
-            images = images.to(device, non_blocking=True)
-            if images.ndim == 4:
-                images = images.contiguous(memory_format=memory_format)
-            output = torch.as_tensor(model(images)).flatten(1).float().cpu()
-            if start == 0:
-                features = torch.empty(len(dataset), output.shape[1], dtype=torch.float32)
-                first_shape = tuple(images.shape[1:])
-            elif tuple(images.shape[1:]) != first_shape:  # batches of different image sizes
-                raise _unequal_sizes_error(desc, [first_shape, tuple(images.shape[1:])])
-            features[start:start + len(output)] = output
-            labels[start:start + len(output)] = torch.as_tensor(targets)
-            start += len(output)
+        with torch.inference_mode():
+            for batch in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
+                              disable=not progress):
+                if isinstance(batch, _UnequalImageSizes):
+                    raise _unequal_sizes_error(desc, batch.shapes)
+                images, targets = batch
+                images = images.to(device, non_blocking=True)
+                if images.ndim == 4:
+                    images = images.contiguous(memory_format=memory_format)
+                output = torch.as_tensor(model(images)).flatten(1).float().cpu()
+                if start == 0:
+                    features = torch.empty(len(dataset), output.shape[1], dtype=torch.float32)
+                    first_shape = tuple(images.shape[1:])
+                elif tuple(images.shape[1:]) != first_shape:  # batches of different image sizes
+                    raise _unequal_sizes_error(desc, [first_shape, tuple(images.shape[1:])])
+                features[start:start + len(output)] = output
+                labels[start:start + len(output)] = torch.as_tensor(targets)
+                start += len(output)
     finally:
         if was_training:
             model.train()

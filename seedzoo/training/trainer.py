@@ -651,7 +651,7 @@ def knn_top1(encoder, config: Config, device: torch.device) -> float:
     monitor = config.train.knn_monitor
     dataset = monitor.dataset or config.data.dataset
     options = dict(spec="training", root=config.data.root, seed=config.train.seed, cache=None,
-                   device=device, channels_last=False, progress=False)
+                   device=device, channels_last=config.train.channels_last, progress=False)
     train_x, train_y = dataset_features(encoder, dataset, "train", limit=monitor.train_limit,
                                         **options)
     test_x, test_y = dataset_features(encoder, dataset, "test", limit=monitor.test_limit,
