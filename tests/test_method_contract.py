@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import trainer_helpers  # noqa: F401  (registers the trainer's toy methods: they keep it too)
 from torch import nn
+from trainer_helpers import TINY_SWIN  # importing it registers the toy methods: they keep it too
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.encoder_specs import build_encoder
@@ -19,12 +19,6 @@ from seedzoo.training.methods import Batch, TrainingProgress, build_method, list
 from seedzoo.zoo.pretrained import save_classifier, save_pretrained
 
 TINY_ENCODER = {"arch": "test_resnet", "pretrained_cfg": {"input_size": [3, 32, 32]}}
-# A two-stage Swin for 32 px images that also takes other sizes (multi-crop's local views).
-TINY_SWIN = {"arch": "swin_tiny_patch4_window7_224",
-             "model_args": {"img_size": 32, "patch_size": 4, "window_size": 4, "embed_dim": 16,
-                            "depths": [1, 1], "num_heads": [1, 2], "strict_img_size": False,
-                            "drop_path_rate": 0.0},
-             "pretrained_cfg": {"input_size": [3, 32, 32]}}
 DATASET_SIZE, NUM_CLASSES, BATCH = 16, 3, 4
 
 
