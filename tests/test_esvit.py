@@ -21,8 +21,8 @@ from seedzoo.training.methods.esvit import (
     match_regions,
     pooled_and_region_features,
     region_level_loss,
-    teacher_momentum,
-    teacher_temperature,
+    teacher_momentum_schedule,
+    teacher_temperature_schedule,
     view_level_loss,
 )
 from seedzoo.training.trainer import train
@@ -135,10 +135,11 @@ def test_centres_move_towards_the_batch_mean_of_the_teacher_outputs():
 # -- schedules, teacher and freezing ------------------------------------------------------------
 
 def test_teacher_temperature_warms_up_linearly_per_epoch():
-    got = [teacher_temperature(e, start=0.04, end=0.07, warmup_epochs=4) for e in range(6)]
+    got = [teacher_temperature_schedule(e, start=0.04, end=0.07, warmup_epochs=4)
+           for e in range(6)]
     assert got == pytest.approx([0.04, 0.05, 0.06, 0.07, 0.07, 0.07])
-    assert teacher_temperature(0, start=0.04, end=0.07, warmup_epochs=1) == 0.04
-    assert teacher_temperature(0, start=0.04, end=0.07, warmup_epochs=0) == 0.07
+    assert teacher_temperature_schedule(0, start=0.04, end=0.07, warmup_epochs=1) == 0.04
+    assert teacher_temperature_schedule(0, start=0.04, end=0.07, warmup_epochs=0) == 0.07
     method = build_esvit(warmup_teacher_temperature_epochs=4)
     method.start_step(TrainingProgress(step=11, total_steps=30, steps_per_epoch=5))  # epoch 2
     assert method.eval()(multicrop_batch())["teacher_temperature"].item() == pytest.approx(0.06)
@@ -146,7 +147,7 @@ def test_teacher_temperature_warms_up_linearly_per_epoch():
 
 def test_teacher_momentum_rises_from_its_start_to_one_along_a_cosine():
     def momentum(step):
-        return teacher_momentum(TrainingProgress(step, 10, 5), start=0.996)
+        return teacher_momentum_schedule(TrainingProgress(step, 10, 5), start=0.996)
     assert momentum(0) == pytest.approx(0.996)
     assert momentum(5) == pytest.approx(0.998)
     assert momentum(9) == pytest.approx(1 - 0.002 * (1 + math.cos(0.9 * math.pi)))

@@ -116,7 +116,8 @@ def region_level_loss(student_logits: Sequence[torch.Tensor],
     return total / len(pairs)
 
 
-def teacher_temperature(epoch: int, *, start: float, end: float, warmup_epochs: int) -> float:
+def teacher_temperature_schedule(epoch: int, *, start: float, end: float,
+                                 warmup_epochs: int) -> float:
     """The teacher temperature in ``epoch`` (0-based): ``linspace(start, end, warmup_epochs)``
     over the warm-up epochs, then ``end`` (the reference's per-epoch schedule)."""
     if epoch >= warmup_epochs:
@@ -126,7 +127,7 @@ def teacher_temperature(epoch: int, *, start: float, end: float, warmup_epochs: 
     return start + (end - start) * epoch / (warmup_epochs - 1)
 
 
-def teacher_momentum(progress: TrainingProgress, *, start: float) -> float:
+def teacher_momentum_schedule(progress: TrainingProgress, *, start: float) -> float:
     """The EMA momentum of the teacher update after a step: cosine from ``start`` to 1 over all
     steps."""
     return cosine_interpolation(start, 1.0, progress.fraction)
@@ -272,7 +273,7 @@ class EsViT(Method):
     @torch.no_grad()
     def finish_step(self) -> None:
         """The teacher's EMA update from the student's new weights."""
-        momentum = teacher_momentum(self.progress, start=self.teacher_momentum)
+        momentum = teacher_momentum_schedule(self.progress, start=self.teacher_momentum)
         torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()),
                              1.0 - momentum)
 
@@ -284,7 +285,8 @@ class EsViT(Method):
         student = self.student(views)
         with torch.no_grad():
             teacher = self.teacher(views[:2])
-        temperature = teacher_temperature(self.progress.epoch, **self.teacher_temperatures)
+        temperature = teacher_temperature_schedule(self.progress.epoch,
+                                                   **self.teacher_temperatures)
 
         def sharpened(logits: list[torch.Tensor], center: torch.Tensor) -> list[torch.Tensor]:
             return [F.softmax((x.float() - center) / temperature, dim=-1) for x in logits]
