@@ -143,7 +143,7 @@ def run_dogo(args) -> dict:
         dogo, simclr, device = build_dogo_trainers(args, Path(tmp))
         for trainer in (dogo, *simclr):
             trainer.method.train()
-        batch = next(iter(dogo.loader)).to(device)
+        batch = next(iter(dogo.loader)).to(device, memory_format=dogo.memory_format)
 
         def dogo_step():
             dogo.train_step(batch)
@@ -223,7 +223,7 @@ def main(argv=None) -> dict:
         trainer, device = build_trainer(args, Path(tmp))
         method = trainer.method
         method.train()
-        batch = next(iter(trainer.loader)).to(device)
+        batch = next(iter(trainer.loader)).to(device, memory_format=trainer.memory_format)
         images = batch.views[0]
         autocast = torch.autocast(device.type, dtype=trainer.autocast_dtype,
                                   enabled=trainer.autocast_dtype is not None)

@@ -1,55 +1,99 @@
-"""The comparison table of benchmarks/fmnist_distillation.sh, made from its committed JSONs.
+"""The comparison tables of benchmarks/fmnist_distillation.sh, made from its committed JSONs.
 
-    python benchmarks/distillation_table.py [benchmarks/results/fmnist_distillation]
+    python benchmarks/distillation_table.py [FOLDER] [--readme README.md]
 
-One row per evaluated network: method, architecture, images seen, training wall time, k-NN top-1
-at k 20 and 200, linear top-1 and few-shot 1% / 10% top-1 (percent), and the commit that trained
-it. Prints Markdown; the same text is written to ``table.md`` in the folder.
+One row per evaluated network: method (with its variant: CRD's label terms, DoGo's shared views,
+the label fraction of a fine-tuning), architecture, images seen, training wall time, k-NN top-1
+at k 20 and 200, linear top-1, few-shot 1% / 10% top-1 and the network's own classifier's top-1
+(percent, "-" where not measured), the commit that trained it and its run. Rows are grouped by
+architecture, best k-NN@20 first. Prints Markdown and writes it to ``table.md`` in the folder;
+with ``--readme`` it also replaces the block between ``<!-- distillation -->`` and
+``<!-- /distillation -->`` in that file by the short table (method, network and the metrics).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import re
 from pathlib import Path
 
-COLUMNS = (("k-NN@20", "knn_top1@20"), ("k-NN@200", "knn_top1@200"), ("linear", "linear_top1"),
-           ("few-shot 1%", "fewshot_1pct_top1"), ("few-shot 10%", "fewshot_10pct_top1"))
+METRICS = (("k-NN@20", "knn_top1@20"), ("k-NN@200", "knn_top1@200"), ("linear", "linear_top1"),
+           ("few-shot 1%", "fewshot_1pct_top1"), ("few-shot 10%", "fewshot_10pct_top1"),
+           ("classifier", "classifier_top1"))
+FULL = ("method", "network", "images seen", "training", *(c for c, _ in METRICS), "commit", "run")
+SHORT = ("method", "network", *(c for c, _ in METRICS))
+README_BLOCK = re.compile(r"(<!-- distillation -->\n).*?(<!-- /distillation -->)", re.DOTALL)
 
 
-def rows(folder: Path) -> list[list[str]]:
+def method_label(summary: dict) -> str:
+    """The registry name, with the variant a recipe chose where the name alone hides it."""
+    options = summary["config"]["method"]
+    label = f"`{summary['method']}`"
+    if summary["method"] == "crd":
+        terms = [name for name, key in (("KD", "kd_weight"), ("CE", "ce_weight"))
+                 if options.get(key)]
+        label += " + " + " + ".join(terms) if terms else " (label-free)"
+    if summary["method"] == "dogo" and options.get("own_views") is False:
+        label += " (shared views)"
+    fraction = summary["config"]["data"].get("label_fraction")
+    if fraction:
+        label += f" on {fraction:.0%} of the labels"
+    return label
+
+
+def rows(folder: Path) -> list[dict[str, str]]:
     found = []
     for summary_path in sorted(folder.glob("*_summary.json")):
         name = summary_path.name.removesuffix("_summary.json")
         summary = json.loads(summary_path.read_text())
-        data = summary["config"]["data"]
-        images = summary["steps"] * data["batch_size"]
+        images = summary["steps"] * summary["config"]["data"]["batch_size"]
         for eval_path in sorted(folder.glob(f"eval_{name}_*.json")):
             network = eval_path.stem.removeprefix(f"eval_{name}_")
             report = json.loads(eval_path.read_text())
-            metrics, config = report["metrics"], report["config"]
-            figures = [f"{100 * metrics[key]:.1f}" if key in metrics else "-"
-                       for _, key in COLUMNS]
-            found.append([f"`{summary['method']}`", config.get("arch") or network,
-                          f"{images:,}", f"{summary['wall_time_s'] / 60:.1f} min", *figures,
-                          str(summary["versions"].get("seedzoo_commit", "?"))[:12],
-                          name + ("" if network == "encoder" else f"/{network}")])
-    return found
+            metrics = report["metrics"]
+            row = {"method": method_label(summary),
+                   "network": report["config"].get("arch") or network,
+                   "images seen": f"{images:,}",
+                   "training": f"{summary['wall_time_s'] / 60:.1f} min",
+                   "commit": str(summary["versions"].get("seedzoo_commit", "?"))[:12],
+                   "run": name + ("" if network == "encoder" else f"/{network}"),
+                   "_order": -metrics.get("knn_top1@20", 0.0)}
+            for column, key in METRICS:
+                row[column] = f"{100 * metrics[key]:.1f}" if key in metrics else "-"
+            found.append(row)
+    return sorted(found, key=lambda row: (row["network"], row["_order"]))
 
 
-def main(argv: list[str]) -> str:
-    folder = Path(argv[0] if argv else "benchmarks/results/fmnist_distillation")
-    header = ["method", "network", "images seen", "training", *(c for c, _ in COLUMNS),
-              "commit", "run"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < 2 or i >= len(header) - 2 else "---:"
-                            for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(folder)]
-    text = "\n".join(lines) + "\n"
-    (folder / "table.md").write_text(text)
+def markdown(table: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+    """The rows as a Markdown table of ``columns``, less the metrics no row has."""
+    columns = [c for c in columns if any(row[c] != "-" for row in table)]
+    numeric = {"images seen", "training", *(c for c, _ in METRICS)}
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|"]
+    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in table]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", type=Path,
+                        default=Path("benchmarks/results/fmnist_distillation"))
+    parser.add_argument("--readme", type=Path, help="a Markdown file with the block to replace")
+    args = parser.parse_args(argv)
+    table = rows(args.folder)
+    text = markdown(table, FULL)
+    (args.folder / "table.md").write_text(text)
+    if args.readme:
+        readme = args.readme.read_text()
+        if not README_BLOCK.search(readme):
+            parser.error(f"{args.readme} has no <!-- distillation --> ... <!-- /distillation --> "
+                         "block.")
+        args.readme.write_text(README_BLOCK.sub(
+            lambda m: m.group(1) + markdown(table, SHORT) + m.group(2), readme))
     print(text, end="")
     return text
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

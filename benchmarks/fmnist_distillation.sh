@@ -62,4 +62,4 @@ for entry in "${RUNS[@]}"; do
         run "$name" "$recipe"
     fi
 done
-python benchmarks/distillation_table.py "$RESULTS"
+python benchmarks/distillation_table.py "$RESULTS" --readme README.md

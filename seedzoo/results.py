@@ -8,7 +8,9 @@ Schema (``"schema": "seedzoo-eval/1"``)::
         "knn_top1@10": 0.856, "knn_top5@10": 0.972, ...,   # every k evaluated (10, 20, 100, 200)
         "linear_top1": 0.843, "linear_top5": 0.996,
         "fewshot_1pct_top1": 0.74, "fewshot_1pct_top5": 0.97,
-        "fewshot_10pct_top1": 0.81, "fewshot_10pct_top5": 0.99
+        "fewshot_10pct_top1": 0.81, "fewshot_10pct_top5": 0.99,
+        "finetune_1pct_top1": 0.70, ..., "finetune_100pct_top5": 1.0,  # --protocol finetune
+        "classifier_top1": 0.88, "classifier_top5": 0.99             # --protocol classifier
       },
       "config": {                        # everything needed to reproduce the numbers
         "model": "<spec>", "arch": "<timm architecture or null>",
@@ -20,11 +22,15 @@ Schema (``"schema": "seedzoo-eval/1"``)::
         "seed": 0, "protocols": ["knn", "linear", "fewshot"],
         "knn": {"ks": [...], "temperature": 0.07, "weights": "distance"},
         "linear": {<probe settings>, "weight_decay": <chosen>, "heldout_top1": {...}},
-        "fewshot": {"1pct": {"fraction": 0.01, "train_size": 600, "weight_decay": ...}, ...}
+        "fewshot": {"1pct": {"fraction": 0.01, "train_size": 600, "weight_decay": ...,
+                             "subset_sha256": ...}, ...},
+        "finetune": {<options>, "1pct": {"fraction": 0.01, "train_size": 600, "steps": ...,
+                                         "final_loss": ..., "subset_sha256": ...}, ...},
+        "classifier": {"num_classes": 10, "weights_sha256": <encoder + classifier>}
       },
       "versions": {"seedzoo": "...", "python": "...", "torch": "...", ...,
                    "seedzoo_commit": "<git commit, when run from a checkout>"},
-      "seconds": {"features": ..., "knn": ..., "linear": ..., "fewshot": ...},
+      "seconds": {"features": ..., "knn": ..., "linear": ..., "fewshot": ..., "finetune": ...},
       "timestamp": "2025-01-01T00:00:00+00:00"
     }
 

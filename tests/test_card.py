@@ -98,6 +98,20 @@ def test_run_may_be_given_as_the_run_folder(tmp_path):
         write_card(save_pretrained(tiny_encoder(), tmp_path / "other"), run=tmp_path / "elsewhere")
 
 
+def test_fine_tuning_and_classifier_figures_are_described_and_named(tmp_path):
+    from seedzoo.zoo.card import WIDER_TASK_NAME
+
+    trained = {"finetune_1pct_top1": 0.52, "finetune_100pct_top1": 0.88, "classifier_top1": 0.9}
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    write_card(folder, evaluations=[evaluation_json("digits", {**DIGITS, **trained})])
+    card = ModelCard.load(folder / "README.md")
+    assert {r.task_name for r in card.data.eval_results} == {WIDER_TASK_NAME}
+    assert _metrics_by_dataset(card) == {"digits": {**DIGITS, **trained}}
+    assert "the whole encoder fine-tuned with a linear classifier" in card.text
+    assert "the classifier its run trained beside it" in card.text
+    assert "| finetune_100pct_top1 | 88.00 |" in card.text
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"metrics": {}}, "not a seedzoo evaluation JSON"),
     ({"metrics": {"knn_top1@20": 0.5}, "config": {}}, "config.dataset"),

@@ -35,15 +35,32 @@ def build(**options):
     return build_method("dogo", **{**TINY, **options})
 
 
-def views(size=6, seed=1):
+def views(size=6, seed=1, count=4):
+    """``count`` view batches: by default two per peer (each peer its own pair)."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(size, 3, 32, 32, generator=generator) for _ in range(2)]
+    return [torch.randn(size, 3, 32, 32, generator=generator) for _ in range(count)]
 
 
-def embeddings(method, images):
-    """Each peer's two L2-normalised view embeddings, as the method computes them."""
-    return [[F.normalize(head(peer(v)).float(), dim=1) for v in images]
-            for peer, head in zip(method.peers, method.heads, strict=True)]
+def embeddings(method, images, own_views=True):
+    """Each peer's two L2-normalised view embeddings: of views 2i and 2i+1 for peer i (own
+    views), or of views 0 and 1 for every peer."""
+    return [[F.normalize(head(peer(v)).float(), dim=1)
+             for v in (images[2 * i:2 * i + 2] if own_views else images[:2])]
+            for i, (peer, head) in enumerate(zip(method.peers, method.heads, strict=True))]
+
+
+@pytest.mark.parametrize("own_views", [True, False])
+def test_each_peer_embeds_its_own_views_or_the_shared_pair(own_views):
+    method = build(own_views=own_views).eval()
+    assert method.min_views == (4 if own_views else 2)
+    assert method.view_options == {"num_views": method.min_views}
+    images = views()
+    pairs = embeddings(method, images, own_views)
+    outputs = method(as_batch(images))
+    for name, pair in zip(("peer0", "peer1"), pairs, strict=True):
+        torch.testing.assert_close(outputs[f"ssl_{name}"], nt_xent(*pair, temperature=0.5).detach())
+    with pytest.raises(SeedzooError, match=f"at least {method.min_views} views"):
+        method(as_batch(images[:method.min_views - 1]))
 
 
 def test_similarity_kl_matches_a_hand_computation():
@@ -144,10 +161,9 @@ def _worker(rank, port, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=WORLD)
     try:
-        first, second = views(WORLD * BATCH)
         mine = slice(rank * BATCH, (rank + 1) * BATCH)
         method = build(peer_weights=WEIGHTS).eval()  # eval: no batch statistics
-        outputs = method(as_batch([first[mine], second[mine]]))
+        outputs = method(as_batch([view[mine] for view in views(WORLD * BATCH)]))
         outputs["loss"].backward()
         grads = [p.grad.clone() for p in method.parameters()]
         for grad in grads:  # what DDP does
@@ -167,9 +183,8 @@ def distributed_results(tmp_path_factory):
 def test_two_processes_give_global_negatives_and_per_process_distillation(distributed_results):
     """NT-Xent over the global batch (gathered negatives), the KL term the mean of each
     process's own N x N term."""
-    first, second = views(WORLD * BATCH)
     method = build(peer_weights=WEIGHTS).eval()
-    pairs = embeddings(method, [first, second])
+    pairs = embeddings(method, views(WORLD * BATCH))
     loss = sum(nt_xent(*pair, temperature=0.5) for pair in pairs)
     for rank in range(WORLD):
         mine = slice(rank * BATCH, (rank + 1) * BATCH)

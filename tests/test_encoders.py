@@ -5,9 +5,9 @@ import timm
 import torch
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
-from seedzoo.zoo.pretrained import load_pretrained_folder, save_pretrained
+from seedzoo.zoo.pretrained import feature_dim, load_pretrained_folder, save_pretrained
 
 
 @pytest.mark.parametrize("arch", ["test_resnet", "resnet18", "test_efficientnet"])

@@ -162,7 +162,7 @@ def test_a_teacher_without_classifier_is_a_clear_error(tmp_path):
     save_pretrained(build_encoder(TINY), tmp_path / "ssl")
     with pytest.raises(ModelNotFoundError, match="no classifier.*train a `supervised` run first"):
         build_method("kd", num_classes=10, student=TINY, teacher=str(tmp_path / "ssl"))
-    with pytest.raises(ModelNotFoundError, match="supervised or kd run"):
+    with pytest.raises(ModelNotFoundError, match="supervised, kd, finetune or simclrv2_distill"):
         load_classifier_teacher("timm:test_resnet")
 
 

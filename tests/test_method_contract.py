@@ -16,7 +16,7 @@ from trainer_helpers import TINY_SWIN  # importing it registers the toy methods:
 from seedzoo.errors import SeedzooError
 from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.methods import Batch, TrainingProgress, build_method, list_methods
-from seedzoo.zoo.pretrained import save_classifier, save_pretrained
+from seedzoo.zoo.pretrained import MLPClassifier, save_classifier, save_pretrained
 
 TINY_ENCODER = {"arch": "test_resnet", "pretrained_cfg": {"input_size": [3, 32, 32]}}
 DATASET_SIZE, NUM_CLASSES, BATCH = 16, 3, 4
@@ -34,13 +34,30 @@ def tiny_classifier_teacher() -> str:
     return str(folder)
 
 
+# SimCLR with SimCLRv2's head (3 layers, BatchNorm on each, hidden = encoder width) and memory.
+TINY_SIMCLRV2 = {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": None, "head_layers": 3,
+                 "head_output_batch_norm": True, "memory_size": 6, "memory_momentum": 0.9}
+
+
+def tiny_pretrained_run() -> str:
+    """A run folder as a simclr run leaves it (``encoder/`` and a checkpoint keeping the 3-layer
+    projection head), for the fine-tuning method; removed when the tests end."""
+    folder = Path(tempfile.mkdtemp(prefix="seedzoo-contract-pretrained-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    torch.manual_seed(0)
+    method = build_method("simclr", **TINY_SIMCLRV2)
+    save_pretrained(method.encoder, folder / "encoder")
+    torch.save({"method": method.state_dict()}, folder / "checkpoint.pt")
+    return str(folder)
+
+
 # Tiny options of every registered method; a method registered without an entry fails below.
 TINY = {
     "seed": {"student": TINY_ENCODER, "teacher": {"source": "timm:test_resnet"},
              "queue_size": 6, "hidden_dim": 16, "small_patch_queue_size": 6},
     "moco": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16, "queue_size": 6,
              "momentum": 0.9},
-    "simclr": {"encoder": TINY_ENCODER, "dim": 8, "hidden_dim": 16},
+    "simclr": TINY_SIMCLRV2,
     "supervised": {"encoder": TINY_ENCODER, "label_smoothing": 0.1},
     "kd": {"student": TINY_ENCODER, "teacher": tiny_classifier_teacher()},
     "dogo": {"peers": [TINY_ENCODER, {**TINY_ENCODER, "arch": "test_efficientnet"}],
@@ -48,6 +65,9 @@ TINY = {
     "crd": {"student": TINY_ENCODER, "teacher": {"source": "timm:test_resnet"}, "feat_dim": 8,
             "nce_k": 6},
     "esvit": {"encoder": TINY_SWIN, "out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8},
+    "finetune": {"pretrained": tiny_pretrained_run(), "head_layers": 1},
+    "simclrv2_distill": {"student": TINY_ENCODER, "teacher": tiny_classifier_teacher(),
+                         "temperature": 0.5, "label_weight": 0.5},
     "toy_contrastive": {"queue_size": 6},
     "toy_peers": {},
 }
@@ -157,14 +177,15 @@ def test_describe_is_text_or_nothing(name):
     assert description is None or (isinstance(description, str) and description)
 
 
-def test_classifiers_are_linear_heads_of_exported_networks(name):
+def test_classifiers_are_heads_of_exported_networks(name):
     method = build(name)
     encoders, classifiers = method.encoders(), method.classifiers()
     assert isinstance(classifiers, dict) and set(classifiers) <= set(encoders)
     submodules = list(method.modules())
     batch = make_batch(1).views[0]
     for key, classifier in classifiers.items():
-        assert isinstance(classifier, nn.Linear) and classifier.out_features == NUM_CLASSES
+        assert isinstance(classifier, (nn.Linear, MLPClassifier))
+        assert classifier.out_features == NUM_CLASSES
         assert any(classifier is module for module in submodules)
         with torch.no_grad():
             features = encoders[key].eval()(batch)

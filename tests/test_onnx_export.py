@@ -45,6 +45,7 @@ def test_export_is_checked_and_validated_at_batch_1_and_8(arch, tmp_path_factory
     assert {o.domain: o.version for o in proto.opset_import}[""] == DEFAULT_OPSET
     (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
     assert graph_input.name == INPUT_NAME and graph_output.name == OUTPUT_NAME
+    assert report.metadata["output"] == "features" and "num_classes" not in report.metadata
     assert graph_input.type.tensor_type.shape.dim[0].dim_param  # symbolic batch
     assert graph_output.type.tensor_type.shape.dim[0].dim_param
 

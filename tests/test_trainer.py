@@ -375,3 +375,17 @@ def test_a_run_folder_in_use_by_another_training_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_trainer_trains_in_the_memory_layout_the_recipe_asks(tmp_path, channels_last):
+    config = config_from_dict(toy_recipe(train={"channels_last": channels_last}))
+    trainer = Trainer(config, tmp_path / "run", torch.device("cpu"))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    convolutions = [p for p in trainer.method.parameters() if p.ndim == 4]
+    assert convolutions and all(p.is_contiguous(memory_format=layout) for p in convolutions)
+    batch = next(iter(trainer.loader)).to(torch.device("cpu"), memory_format=trainer.memory_format)
+    assert all(v.is_contiguous(memory_format=layout) for v in batch.views)
+    assert batch.labels.shape == batch.indices.shape == (len(batch.views[0]),)
+    trainer.train_step(batch)  # trains in that layout
+    assert all(p.is_contiguous(memory_format=layout) for p in convolutions)

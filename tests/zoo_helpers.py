@@ -40,17 +40,18 @@ def hub(hf_cache):
         f"the client sent requests the test hub does not know: {server.unknown_requests}"
 
 
-def tiny_encoder(arch: str = "test_resnet", seed: int = 0) -> torch.nn.Module:
-    """A tiny timm encoder whose weights are moved away from timm's initialisation, as training
-    would, and whose BatchNorm statistics are not the defaults; the same ``seed``, the same
-    weights."""
+def tiny_encoder(arch: str = "test_resnet", seed: int = 0, **model_args) -> torch.nn.Module:
+    """A tiny timm encoder (built with ``model_args``) whose weights are moved away from timm's
+    initialisation, as training would, and whose BatchNorm statistics are not the defaults; the
+    same ``seed``, the same weights."""
     from seedzoo.zoo import create_encoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_encoder(arch, pretrained_cfg_overlay={"input_size": INPUT_SIZE,
                                                              "mean": (0.3, 0.3, 0.3),
-                                                             "std": (0.2, 0.2, 0.2)})
+                                                             "std": (0.2, 0.2, 0.2)},
+                               **model_args)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():

@@ -20,7 +20,7 @@ from seedzoo.cli._arguments import resolve_defaults
 from seedzoo.errors import SeedzooError, user_message
 
 # Order in which subcommands are listed in `seedzoo --help`; modules not named here follow.
-_ORDER = ["train", "eval", "export", "bench", "push", "pull", "list", "catalog"]
+_ORDER = ["train", "eval", "embed", "export", "bench", "push", "pull", "list", "catalog"]
 
 
 def _command_modules() -> list[str]:

@@ -6,7 +6,9 @@ import argparse
 import functools
 import importlib
 import inspect
+import json
 import math
+import sys
 
 from seedzoo.errors import SeedzooError
 from seedzoo.files import check_output_path
@@ -124,12 +126,50 @@ def non_negative_float_list(text: str) -> list[float]:
     return values
 
 
+def json_object(text: str) -> dict:
+    """Type of an option holding a JSON object, e.g. ``'{"window_size": 14}'``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as "
+                                         f"'{{\"window_size\": 14}}', got {text!r}")
+    return value
+
+
+def add_arch_arguments(parser) -> None:
+    """``--arch`` and ``--model-args``: the architecture of a weights-file ``--model``."""
+    parser.add_argument("--arch", help="timm architecture of a weights-file --model (e.g. "
+                                       "resnet18, swin_tiny_patch4_window7_224)")
+    parser.add_argument("--model-args", type=json_object, metavar="JSON",
+                        help="extra timm.create_model arguments for --arch or timm:<arch>, e.g. "
+                             "'{\"window_size\": 14}'")
+
+
+def print_load_report(model) -> None:
+    """Say on stderr what a weights-file load took and skipped (heads, other networks...)."""
+    report = getattr(model, "load_report", None)
+    if report is not None:
+        print(report.summary(), file=sys.stderr)
+
+
+def fraction_list(text: str) -> list[float]:
+    """Type of a non-empty comma-separated list of fractions in (0, 1]."""
+    values = [non_negative_float(v) for v in text.split(",") if v.strip()]
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1], got "
+                                         f"{text!r}")
+    return values
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model SPEC`` (required), ``--arch`` and ``--revision``, read by :func:`load_model`."""
+    """``--model SPEC`` (required), ``--arch``, ``--model-args`` and ``--revision``, read by
+    :func:`load_model`."""
     parser.add_argument("--model", required=True, metavar="SPEC",
                         help="what seedzoo.load takes: a catalog name, hf-hub:org/name[@rev], "
                         "timm:<arch>, an encoder folder, or a weights file with --arch")
-    parser.add_argument("--arch", help="architecture of a weights-file --model (e.g. resnet18)")
+    add_arch_arguments(parser)
     parser.add_argument("--revision", help="hub branch, tag or commit of --model")
 
 
@@ -145,4 +185,6 @@ def load_model(args):
                                  "network to export or time; give an encoder (a catalog name, "
                                  "hf-hub:org/name, a folder or timm:<arch>).")
 
-    return load(args.model, arch=args.arch, revision=args.revision)
+    model = load(args.model, arch=args.arch, model_args=args.model_args, revision=args.revision)
+    print_load_report(model)
+    return model

@@ -1,4 +1,5 @@
-"""`seedzoo eval`: measure a frozen encoder's features on a downstream dataset."""
+"""`seedzoo eval`: measure an encoder on a downstream dataset (frozen features, fine-tuning, its
+own classifier)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 from seedzoo.cli._arguments import (
     LibraryDefault,
     add_command,
+    fraction_list,
+    non_negative_float,
     non_negative_float_list,
     non_negative_int,
     output_file,
@@ -15,22 +18,24 @@ from seedzoo.cli._arguments import (
     positive_int,
     positive_int_list,
 )
+from seedzoo.cli._encoders import MODEL_SPECS, add_encoder_arguments, load_encoder_from
 
 DESCRIPTION = """\
-Evaluate the frozen features of an encoder on a dataset's test split, training only on its
-train split: weighted k-NN (cosine, exp(sim/T) votes; several k at once), a linear probe
-(logistic regression on standardised features, weight decay chosen on held-out training
-data) and few-shot linear probes on class-balanced 1% and 10% subsets. Features are
-extracted once and cached on disk. Prints a table; --out writes the results as JSON
-(metrics + full configuration + package versions)."""
+Evaluate an encoder on a dataset's test split, training only on its train split. On frozen
+features (the default protocols): weighted k-NN (cosine, exp(sim/T) votes; several k at once),
+a linear probe (logistic regression on standardised features, weight decay chosen on held-out
+training data) and few-shot linear probes on class-balanced 1% and 10% subsets; features are
+extracted once and cached on disk. Asked for by name: finetune (the whole encoder and a linear
+classifier trained on class-balanced 1%, 10% and 100% of the labels, the few-shot subsets) and
+classifier (the classifier a supervised or kd run keeps beside its encoder, or an ONNX file
+exported with it). Prints a table; --out writes the results as JSON (metrics + full
+configuration + package versions)."""
 
 _EVALUATE = "seedzoo.evaluation.protocols:evaluate"
 _PROBE = "seedzoo.evaluation.linear:LinearProbe"
+_FINETUNE = "seedzoo.evaluation.finetune:FineTuneOptions"
 
-EPILOG = """\
-model specs: pixels (raw pixels, the baseline), timm:<arch> (random weights), a catalog
-name, hf-hub:<org>/<name>[@revision], a folder with config.json + model.safetensors, or a
-weights file with --arch.
+EPILOG = MODEL_SPECS + """
 datasets: fashion-mnist, mnist, cifar10, cifar100, stl10, digits, imagefolder:<path>.
 
 examples:
@@ -38,6 +43,8 @@ examples:
   seedzoo eval --model timm:resnet18 --dataset digits --out results/r18-digits.json
   seedzoo eval --model student/ --dataset cifar10 --data-root ~/data --protocol knn,linear
   seedzoo eval --backend onnxruntime --onnx student.onnx --dataset fashion-mnist
+  seedzoo eval --model student/ --dataset fashion-mnist --protocol finetune --finetune-epochs 2
+  seedzoo eval --model runs/supervised/encoder --dataset fashion-mnist --protocol classifier
 """
 
 
@@ -46,11 +53,8 @@ def register(subparsers) -> None:
         subparsers, __name__, help="k-NN, linear-probe and few-shot accuracy of a frozen encoder",
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_encoder_arguments(parser.add_argument_group("the encoder"), "to evaluate")
     what = parser.add_argument_group("what to evaluate")
-    what.add_argument("--model", metavar="SPEC",
-                      help="encoder to evaluate (see model specs below); with --onnx it only "
-                           "names the model in the results (default: the .onnx path)")
-    what.add_argument("--arch", help="timm architecture of a plain weights file given as --model")
     what.add_argument("--dataset", required=True, metavar="NAME",
                       help="downstream dataset (see datasets below)")
     what.add_argument("--data-root", metavar="DIR",
@@ -58,26 +62,17 @@ def register(subparsers) -> None:
                            "(default: $SEEDZOO_DATA_ROOT or ./data)")
     what.add_argument("--protocol", default=LibraryDefault(_EVALUATE, "protocols"),
                       metavar="LIST", help="comma-separated protocols among knn, linear, "
-                                           "fewshot (default: %(default)s)")
+                                           "fewshot, finetune, classifier (default: "
+                                           "%(default)s)")
     what.add_argument("--limit-train", type=positive_int, metavar="N",
                       help="use a seeded random subset of N training images (quick runs)")
     what.add_argument("--limit-test", type=positive_int, metavar="N",
                       help="use a seeded random subset of N test images (quick runs)")
     what.add_argument("--seed", type=int, default=LibraryDefault(_EVALUATE, "seed"),
-                      help="seed of subsets, held-out splits and probe training "
-                           "(default %(default)s)")
+                      help="seed of subsets, held-out splits, probe training and "
+                           "fine-tuning (default %(default)s)")
 
     running = parser.add_argument_group("how to run")
-    running.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
-                         help="torch (default), or onnxruntime to run an exported --onnx file")
-    running.add_argument("--onnx", metavar="FILE",
-                         help="exported encoder to run with ONNX Runtime (implies "
-                         "--backend onnxruntime)")
-    running.add_argument("--threads", type=positive_int, metavar="N",
-                         help="ONNX Runtime intra-op threads (default: torch's thread count)")
-    running.add_argument("--device", help="torch device for feature extraction, e.g. cpu or cuda "
-                         "(default: cuda if available for torch encoders with "
-                         "weights, else cpu)")
     running.add_argument("--batch-size", type=positive_int,
                          default=LibraryDefault(_EVALUATE, "batch_size"),
                          help="images per forward pass (default %(default)s)")
@@ -119,37 +114,36 @@ def register(subparsers) -> None:
                        help="weight-decay grid, chosen on held-out training features "
                             "(default %(default)s)")
 
+    finetune = parser.add_argument_group(
+        "fine-tuning (--protocol finetune; the SimCLRv2 paper's settings: "
+        "docs/reference.md#evaluate)")
+    finetune.add_argument("--finetune-fractions", type=fraction_list,
+                          default=LibraryDefault(_FINETUNE, "fractions"), metavar="LIST",
+                          help="label fractions, class-balanced (default %(default)s)")
+    finetune.add_argument("--finetune-epochs", type=positive_int,
+                          default=LibraryDefault(_FINETUNE, "epochs"), metavar="N",
+                          help="epochs over each label subset (default %(default)s)")
+    finetune.add_argument("--finetune-min-steps", type=non_negative_int,
+                          default=LibraryDefault(_FINETUNE, "min_steps"), metavar="N",
+                          help="at least this many SGD steps per fraction (default %(default)s)")
+    finetune.add_argument("--finetune-lr", type=positive_float,
+                          default=LibraryDefault(_FINETUNE, "lr"), metavar="LR",
+                          help="peak learning rate of Nesterov SGD, cosine-annealed to zero "
+                               "(default %(default)s)")
+    finetune.add_argument("--finetune-batch-size", type=positive_int,
+                          default=LibraryDefault(_FINETUNE, "batch_size"), metavar="N",
+                          help="images per SGD step (default %(default)s)")
+    finetune.add_argument("--finetune-weight-decay", type=non_negative_float,
+                          default=LibraryDefault(_FINETUNE, "weight_decay"), metavar="WD",
+                          help="weight decay (default %(default)s)")
+    finetune.add_argument("--no-finetune-augment", dest="finetune_augment",
+                          action="store_false",
+                          help="train on the evaluation transform instead of random resized "
+                               "crops and flips")
+
     parser.add_argument("--out", metavar="FILE", type=output_file,
                         help="write the results JSON here (atomically)")
     parser.set_defaults(func=run)
-
-
-def _load(args):
-    """(encoder, spec, extra config) for the parsed arguments."""
-    from seedzoo.errors import SeedzooError
-
-    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
-    if backend == "torch":
-        if args.onnx:
-            raise SeedzooError("--onnx runs with ONNX Runtime; drop --backend torch or --onnx.")
-        if not args.model:
-            raise SeedzooError("Say which encoder to evaluate with --model (e.g. --model pixels "
-                               "or --model timm:resnet18), or give an exported one with --onnx.")
-        from seedzoo.evaluation.pixels import load_encoder
-
-        return (load_encoder(args.model, arch=args.arch), args.model,
-                {"backend": "torch", "onnx": None})
-    if not args.onnx:
-        raise SeedzooError("--backend onnxruntime needs the exported model: --onnx model.onnx "
-                           "(write one with `seedzoo export`).")
-    try:
-        from seedzoo.deploy.runtime import OrtEncoder
-    except ImportError as error:
-        raise SeedzooError(f"The ONNX Runtime backend is not available ({error}); evaluate "
-                           "with --backend torch.") from None
-    encoder = OrtEncoder(args.onnx, threads=args.threads)
-    return encoder, args.model or args.onnx, {"backend": "onnxruntime", "onnx": args.onnx,
-                                              "threads": args.threads}
 
 
 def run(args) -> int:
@@ -157,14 +151,20 @@ def run(args) -> int:
     from seedzoo.results import format_report, write_report
 
     protocols = parse_protocols(args.protocol)
-    model, spec, config = _load(args)
+    model, spec, config = load_encoder_from(args)
     probe_options = {"epochs": args.probe_epochs, "lr": args.probe_lr,
                      "min_steps": args.probe_min_steps, "weight_decays": args.weight_decays}
+    finetune_options = {"fractions": args.finetune_fractions, "epochs": args.finetune_epochs,
+                        "min_steps": args.finetune_min_steps, "lr": args.finetune_lr,
+                        "batch_size": args.finetune_batch_size,
+                        "weight_decay": args.finetune_weight_decay,
+                        "augment": args.finetune_augment}
     device = "cpu" if config["backend"] == "onnxruntime" else args.device
     report = evaluate(
         model, args.dataset, spec=spec, protocols=protocols, root=args.data_root,
         seed=args.seed, ks=args.knn_k, temperature=args.knn_temperature,
         knn_weights=args.knn_weights, probe_options=probe_options,
+        finetune_options=finetune_options,
         limit_train=args.limit_train, limit_test=args.limit_test, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, batch_size=args.batch_size, num_workers=args.workers,
         device=device, progress=not args.quiet, config=config)

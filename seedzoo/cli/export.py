@@ -26,10 +26,17 @@ def register(subparsers) -> None:
         "checked by onnx.checker and validated against torch on real images of "
         "--validate-dataset at batch 1 and 8; a disagreement is an error and leaves no file. "
         "With --int8 a statically quantized copy (QDQ, per-channel weights) is calibrated on "
-        "--calib-dataset, and with --knn-dataset its k-NN top-1 is shown next to fp32's.",
-        epilog="example: seedzoo export --model timm:resnet18 --out resnet18.onnx "
-        "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist")
+        "--calib-dataset, and with --knn-dataset its k-NN top-1 is shown next to fp32's. "
+        "With --with-classifier the file is the encoder and the classifier kept beside it "
+        "(a supervised or kd run's folder): its output is the logits, and its metadata says so.",
+        epilog="examples: seedzoo export --model timm:resnet18 --out resnet18.onnx "
+        "--int8 --calib-dataset fashion-mnist --knn-dataset fashion-mnist; "
+        "seedzoo export --model runs/supervised --with-classifier --out classifier.onnx")
     add_model_arguments(parser)
+    parser.add_argument("--with-classifier", action="store_true",
+                        help="export the encoder with the classifier kept beside it "
+                        "(classifier.safetensors of an encoder or run folder): the file outputs "
+                        "logits instead of features")
     parser.add_argument("--out", required=True, metavar="FILE.onnx", type=output_file,
                         help="where to write it")
     parser.add_argument("--opset", type=int, default=LibraryDefault(_EXPORT, "opset"),
@@ -70,19 +77,25 @@ def run(args) -> int:
 
     from seedzoo.deploy.onnx_export import export_onnx, model_source
     from seedzoo.errors import SeedzooError
+    from seedzoo.zoo import EncoderClassifier, classifier_for
 
     if args.knn_dataset and not args.int8:
         raise SeedzooError("--knn-dataset compares fp32 with INT8; add --int8.")
     if args.int8_out and Path(args.int8_out).resolve() == Path(args.out).resolve():
         raise SeedzooError(f"--int8-out {args.int8_out} would overwrite the fp32 file --out; "
                            "give the INT8 copy another name (default: <out stem>.int8.onnx).")
+    classifier = classifier_for(args.model) if args.with_classifier else None  # before loading
     model = load_model(args)
+    if classifier is not None:
+        model = EncoderClassifier(model, classifier)
     hub_id, _ = model_source(model)  # a hub model knows its id and commit itself
     report = export_onnx(model, args.out, opset=args.opset, model_id=hub_id or args.model,
                          validate_dataset=args.validate_dataset, data_root=args.data_root)
     meta = report.metadata
-    print(f"Exported {meta.get('model_id', meta['architecture'])} -> {report.path} (opset "
-          f"{report.opset}, {report.exporter}, {report.nodes} nodes, "
+    output = (f"logits of {meta['num_classes']} classes" if meta["output"] == "logits"
+              else f"{meta['num_features']}-d features")
+    print(f"Exported {meta.get('model_id', meta['architecture'])} -> {report.path} ({output}; "
+          f"opset {report.opset}, {report.exporter}, {report.nodes} nodes, "
           f"{report.size_bytes / 1e6:.1f} MB, {report.seconds:.1f} s)")
     print(f"onnx.checker: passed. Validation against torch on {report.validation.dataset} test "
           f"images: {report.validation.summary()}")

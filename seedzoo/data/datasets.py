@@ -191,6 +191,35 @@ def read_image(path: str) -> Image.Image:
                                    f"{error}). Remove or replace it.") from None
 
 
+class ImageFiles(torch.utils.data.Dataset):
+    """Every image file under ``folder`` (recursively, sorted; class folders or not), yielding
+    ``(transform(image), -1)``; ``paths`` holds the files relative to ``folder``.
+
+    No image file is a :class:`DatasetNotFoundError`; an unreadable one names itself when read.
+    """
+
+    def __init__(self, folder: str | os.PathLike, transform=None):
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise DatasetNotFoundError(f"{folder} is not a folder; give a folder of images (class "
+                                       "subfolders allowed).")
+        self.paths = sorted(str(path.relative_to(self.folder)) for path in self.folder.rglob("*")
+                            if path.is_file() and path.suffix.lower() in IMG_EXTENSIONS)
+        if not self.paths:
+            raise DatasetNotFoundError(f"{folder} holds no image files ({', '.join(IMG_EXTENSIONS)}"
+                                       ", searched in subfolders too).")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = read_image(str(self.folder / self.paths[index]))
+        return (image if self.transform is None else self.transform(image)), -1
+
+
 def _image_folder(folder: Path, class_to_idx: dict[str, int], transform, *,
                   allow_missing_classes: bool):
     """A torchvision ImageFolder of ``folder`` whose labels follow ``class_to_idx`` (the train

@@ -9,6 +9,7 @@ probes choose their weight decay on.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -44,6 +45,18 @@ def class_balanced_indices(labels, fraction: float, seed: int = 0) -> np.ndarray
     if not 0 < fraction <= 1:
         raise SeedzooError(f"A label fraction must be in (0, 1], got {fraction}.")
     return _draw_per_class(labels, lambda n: max(1, int(round(fraction * n))), seed)
+
+
+def fraction_label(fraction: float) -> str:
+    """How a label fraction is named in metric names: 0.01 -> ``1pct``, 1.0 -> ``100pct``."""
+    return f"{100 * fraction:g}pct"
+
+
+def indices_digest(indices) -> str:
+    """sha256 of a subset's indices (as sorted int64), to tell in a results file which samples
+    were used without listing them."""
+    values = np.sort(np.asarray(indices, dtype=np.int64))
+    return hashlib.sha256(values.tobytes()).hexdigest()
 
 
 def holdout_split(labels, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -55,14 +55,22 @@ def data_config_for(model: nn.Module) -> dict:
     return resolve_model_data_config(model)
 
 
-def transform_for(model: nn.Module):
+def transform_for(model: nn.Module, *, augment: bool = False):
     """The evaluation transform of ``model``: PIL image -> normalised tensor of its input size.
 
     Models may carry their own ``preprocess`` callable (e.g. the raw-pixels baseline);
-    otherwise timm's eval transform is built from the model's ``pretrained_cfg``.
+    otherwise timm's eval transform is built from the model's ``pretrained_cfg``. With
+    ``augment=True`` it is the fine-tuning augmentation of SimCLR and SimCLRv2 instead: a random
+    resized crop (8-100% of the area, aspect ratio 3/4-4/3) and a horizontal flip, no colour
+    distortion, at the same size and normalisation (random draws from Python's ``random``
+    and torch's generator).
     """
     own = getattr(model, "preprocess", None)
     if own is not None:
+        if augment:
+            raise SeedzooError(f"{type(model).__name__} brings its own preprocessing, which has no "
+                               "augmented form; only timm encoders (with a pretrained_cfg) have "
+                               "one.")
         return own
     if not isinstance(getattr(model, "pretrained_cfg", None), dict):
         raise TypeError(f"transform_for expects a model that carries its pretrained_cfg (what "
@@ -71,5 +79,7 @@ def transform_for(model: nn.Module):
     from timm.data import create_transform
     from torchvision import transforms as T
 
-    timm_transform = create_transform(**data_config_for(model), is_training=False)
+    augmentation = {"is_training": True, "scale": (0.08, 1.0), "hflip": 0.5,
+                    "color_jitter": None} if augment else {"is_training": False}
+    timm_transform = create_transform(**data_config_for(model), **augmentation)
     return T.Compose([ToRGB(), *timm_transform.transforms])

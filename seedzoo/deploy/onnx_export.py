@@ -3,10 +3,13 @@
 ``export_onnx(model, "model.onnx")``:
 
 1. exports with ``torch.onnx.export(..., dynamo=True)`` at an explicit opset (default 18) with a
-   dynamic batch axis (input ``input`` (B, C, H, W), output ``features`` (B, D));
+   dynamic batch axis (input ``input`` (B, C, H, W), output ``features`` (B, D); an encoder
+   with its classifier, :class:`~seedzoo.zoo.pretrained.EncoderClassifier`, outputs
+   ``logits`` (B, classes));
 2. records the preprocessing (input size, mean, std, interpolation, crop_pct, crop_mode), the
-   architecture, the source model id and revision, a sha256 of the weights and the tool versions
-   in the file's ``metadata_props``;
+   architecture, what the output is (``output``: features or logits, with ``num_classes`` and
+   ``classes`` for logits), the source model id and revision, a sha256 of the weights and the
+   tool versions in the file's ``metadata_props``;
 3. runs ``onnx.checker`` (with shape inference) on the graph;
 4. validates it numerically against torch on real images of a registry dataset at batch 1 and
    8 (each side preprocessed by its own transform: torch's from the model, ORT's rebuilt from
@@ -53,6 +56,7 @@ MIN_OPSET = 17
 EXPORTER = "torch.onnx dynamo"
 INPUT_NAME = "input"
 OUTPUT_NAME = "features"
+LOGITS_NAME = "logits"
 VALIDATION_BATCH_SIZES = (1, 8)
 # fp32 kernels reorder sums differently from torch's: errors of 1e-6 relative to the largest
 # feature are normal, a wrong weight or preprocessing gives errors of percents.
@@ -121,6 +125,11 @@ def model_source(model: nn.Module) -> tuple[str | None, str | None]:
     return (hub_spec(repo_id), revision) if repo_id and revision else (None, None)
 
 
+def output_name(model: nn.Module) -> str:
+    """``logits`` for a model with a classifier (``num_classes`` > 0), else ``features``."""
+    return LOGITS_NAME if getattr(model, "num_classes", 0) else OUTPUT_NAME
+
+
 def export_metadata(model: nn.Module, *, model_id: str | None = None,
                     revision: str | None = None) -> dict[str, str]:
     """The ``metadata_props`` written into an exported file (all values are strings)."""
@@ -129,12 +138,16 @@ def export_metadata(model: nn.Module, *, model_id: str | None = None,
 
     config = data_config_for(model)
     known_id, known_revision = model_source(model)
+    output = output_name(model)
     values = {
         "architecture": model.pretrained_cfg.get("architecture", type(model).__name__),
         "model_id": model_id or known_id,
         "revision": revision or known_revision,
         "weights_sha256": weights_fingerprint(model),
+        "output": output,
         "num_features": int(model.num_features),
+        "num_classes": int(model.num_classes) if output == LOGITS_NAME else None,
+        "classes": getattr(model, "classes", None) if output == LOGITS_NAME else None,
         "input_size": [int(v) for v in config["input_size"]],
         "mean": [float(v) for v in config["mean"]],
         "std": [float(v) for v in config["std"]],
@@ -183,7 +196,7 @@ def _export_proto(model: nn.Module, opset: int, input_size):
     try:
         program = torch.onnx.export(
             model, (example,), None, dynamo=True, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            input_names=[INPUT_NAME], output_names=[output_name(model)],
             dynamic_shapes=({0: torch.export.Dim("batch")},), optimize=True, verbose=False)
     except Exception as error:  # torch.export / the ONNX translator raise many error types
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -34,7 +34,8 @@ from torch import nn
 from seedzoo.errors import SeedzooError
 
 # metadata_props keys whose values are JSON (numbers, lists); every other value is plain text.
-JSON_METADATA_KEYS = ("input_size", "mean", "std", "crop_pct", "num_features")
+JSON_METADATA_KEYS = ("input_size", "mean", "std", "crop_pct", "num_features", "num_classes",
+                      "classes")
 # The metadata an OrtEncoder needs to rebuild the model's preprocessing.
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 
@@ -120,7 +121,9 @@ class OrtEncoder(nn.Module):
     """An exported encoder run by ONNX Runtime, usable where a torch encoder is expected.
 
     ``encoder(batch)`` takes a float tensor ``(B, C, H, W)`` and returns the ``(B, D)``
-    features as a torch tensor. ``pretrained_cfg`` is rebuilt from the file's metadata (so
+    features as a torch tensor (or the ``(B, num_classes)`` logits of a file exported with its
+    classifier: then ``num_classes`` > 0 and ``classes`` names them, as the metadata records).
+    ``pretrained_cfg`` is rebuilt from the file's metadata (so
     ``seedzoo.transform_for(encoder)`` works), ``metadata`` holds all of it, and
     ``fingerprint`` is the sha256 of the file. ``threads`` defaults to torch's thread count.
 
@@ -151,6 +154,8 @@ class OrtEncoder(nn.Module):
         self.output_name = self.session.get_outputs()[0].name
         self.num_features = self.metadata.get("num_features",
                                               self.session.get_outputs()[0].shape[-1])
+        self.num_classes = self.metadata.get("num_classes", 0)
+        self.classes = self.metadata.get("classes")
         self.fingerprint = file_sha256(self.path)
 
     @property

@@ -43,7 +43,7 @@ def _uses_convolutions(model) -> bool:
     return isinstance(model, nn.Module) and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def _default_device(model) -> torch.device:
+def default_device(model) -> torch.device:
     """CUDA when available for torch modules with weights; CPU for everything else (raw
     pixels, ONNX Runtime sessions and other callables)."""
     has_weights = isinstance(model, nn.Module) and any(True for _ in model.parameters())
@@ -94,7 +94,7 @@ def extract_features(model, dataset, *, batch_size: int = 256, num_workers: int 
     from tqdm.auto import tqdm
 
     is_module = isinstance(model, nn.Module)
-    device = resolve_device(device) if device is not None else _default_device(model)
+    device = resolve_device(device) if device is not None else default_device(model)
     if channels_last is None:
         channels_last = _uses_convolutions(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

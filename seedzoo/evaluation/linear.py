@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seedzoo.data.subsets import class_balanced_indices, holdout_split
+from seedzoo.data.subsets import class_balanced_indices, holdout_split, indices_digest
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.arrays import (
     as_tensor,
@@ -210,10 +210,11 @@ def linear_probe(train_features, train_labels, test_features, test_labels,
 
 def fewshot_probe(train_features, train_labels, test_features, test_labels, fraction: float,
                   seed: int = 0, **options) -> dict:
-    """:func:`linear_probe` trained on a class-balanced seeded ``fraction`` of the training set."""
+    """:func:`linear_probe` trained on a class-balanced seeded ``fraction`` of the training set;
+    the result adds ``subset_sha256`` (:func:`~seedzoo.data.subsets.indices_digest` of it)."""
     labels = label_array(train_labels)
     subset = class_balanced_indices(labels, fraction, seed)
     features = train_features[torch.as_tensor(subset)] if isinstance(
         train_features, torch.Tensor) else np.asarray(train_features)[subset]
-    return linear_probe(features, labels[subset], test_features, test_labels,
-                        seed=seed, **options)
+    return {**linear_probe(features, labels[subset], test_features, test_labels,
+                           seed=seed, **options), "subset_sha256": indices_digest(subset)}

@@ -27,8 +27,10 @@ class PixelEncoder(nn.Module):
         return images.flatten(1)
 
 
-def load_encoder(spec: str, *, arch: str | None = None) -> nn.Module:
-    """The encoder named by ``spec`` in eval mode: ``pixels`` or any spec ``seedzoo.load`` takes."""
+def load_encoder(spec: str, *, arch: str | None = None,
+                 model_args: dict | None = None) -> nn.Module:
+    """The encoder named by ``spec`` in eval mode: ``pixels`` or any spec ``seedzoo.load`` takes
+    (``arch`` and ``model_args`` as there)."""
     if spec == PIXELS:
         return PixelEncoder().eval()
-    return load(spec, arch=arch)
+    return load(spec, arch=arch, model_args=model_args)

@@ -48,6 +48,11 @@ class DataConfig:
     batch_size: int = 256                 # global batch, split evenly across processes
     workers: int = 2                      # data-loading processes per training process
     limit: int | None = None              # train on a seeded random subset of this many images
+    label_fraction: float | None = None   # keep the labels of this class-balanced seeded fraction
+    #                                       (the few-shot protocol's 1% / 10% subsets) and train
+    #                                       on those images alone, unless keep_unlabelled
+    keep_unlabelled: bool = False         # with label_fraction: also train on the other images,
+    #                                       without their labels (label -1)
     drop_last: bool = True                # drop the short last batch of each epoch
 
 
@@ -79,6 +84,7 @@ class TrainConfig:
     grad_clip: float | None = None        # max global gradient norm
     precision: str = "fp32"               # fp32 | bf16 (CPU or CUDA) | fp16 (CUDA)
     sync_bn: bool = False                 # synchronise BatchNorm statistics across processes
+    channels_last: bool = True            # channels-last weights and images (faster convolutions)
     checkpoint_every_steps: int = 500     # also written at every epoch end; 0 = epoch ends only
     log_every_steps: int = 10
     max_steps: int | None = None          # stop (resumably) after this many steps in all
@@ -165,6 +171,12 @@ def validate(config: Config) -> Config:
         raise SeedzooError(f"data.crop_pct must be in (0, 1], got {config.data.crop_pct}.")
     if config.data.limit is not None and config.data.limit < 1:
         raise SeedzooError(f"data.limit must be at least 1 or null, got {config.data.limit}.")
+    fraction = config.data.label_fraction
+    if fraction is not None and not 0 < fraction <= 1:
+        raise SeedzooError(f"data.label_fraction must be in (0, 1] or null, got {fraction}.")
+    if config.data.keep_unlabelled and fraction is None:
+        raise SeedzooError("data.keep_unlabelled keeps the images data.label_fraction leaves "
+                           "without a label; set data.label_fraction too (or drop it).")
     return config
 
 
@@ -278,8 +290,9 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
     write_text_atomic(path, dump_yaml(config.to_dict()))
 
 
-def config_differences(old: Config, new: Config) -> list[str]:
-    """``key: old -> new`` for every leaf value that differs between two configs."""
+def config_differences(old: Config, new: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: old -> new`` for every leaf value that differs between two configs, but those
+    whose key starts with one of ``ignore``."""
     def leaves(values, prefix=""):
         for key, value in values.items():
             if isinstance(value, dict) and value and key != "view_options":
@@ -288,7 +301,8 @@ def config_differences(old: Config, new: Config) -> list[str]:
                 yield f"{prefix}{key}", value
     before, after = dict(leaves(old.to_dict())), dict(leaves(new.to_dict()))
     return [f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
-            for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+            for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k) and not k.startswith(ignore)]
 
 
 def run_config(recipe: str | os.PathLike | None, overrides: list[str], run_dir: Path, *,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
 from torch import nn
 
 from seedzoo.errors import SeedzooError
@@ -32,31 +29,3 @@ def build_encoder(spec: dict | str) -> nn.Module:
     if spec.get("small_stem"):
         small_stem(model)
     return model
-
-
-@torch.no_grad()
-def probe(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor], object] | None = None):
-    """What ``forward(model, images)`` (default ``model(images)``) returns for one blank image at
-    the model's own input size, run in eval mode (the model's mode is restored)."""
-    input_size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
-    was_training = model.training
-    model.eval()
-    try:
-        parameter = next(model.parameters())
-        images = torch.zeros(1, *input_size, device=parameter.device, dtype=parameter.dtype)
-        return forward(model, images) if forward is not None else model(images)
-    finally:
-        model.train(was_training)
-
-
-def feature_dim(model: nn.Module) -> int:
-    """Width of ``model``'s pooled output, measured by a forward pass at its own input size.
-
-    (``num_features`` is not always the output width: timm's MobileNet-v3 returns its
-    ``head_hidden_size`` features.)
-    """
-    output = probe(model)
-    if output.ndim != 2:
-        raise SeedzooError(f"{type(model).__name__} returns {tuple(output.shape)} features, not a "
-                           "pooled vector; use an encoder with global pooling.")
-    return output.shape[1]

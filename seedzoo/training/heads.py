@@ -27,18 +27,22 @@ class ProjectionHead(nn.Sequential):
 
 
 def mlp_head(input_dim: int, output_dim: int = 128, hidden_dim: int = 2048, *,
-             num_layers: int = 2, batch_norm: bool = False) -> ProjectionHead:
+             num_layers: int = 2, batch_norm: bool = False,
+             output_batch_norm: bool = False) -> ProjectionHead:
     """Linear-ReLU-...-Linear with ``num_layers`` linear layers.
 
-    ``batch_norm`` adds BatchNorm1d after every hidden linear layer (SimCLR's head). With the
-    defaults this is the MoCo-v2 head and SEED's student head (Linear-ReLU-Linear, hidden 2048).
+    ``batch_norm`` adds BatchNorm1d after every hidden linear layer (SimCLR's head),
+    ``output_batch_norm`` after the last one too (SimCLRv2's; the reference's last BatchNorm has
+    a scale but no shift, this one has both). With the defaults this is the MoCo-v2 head and
+    SEED's student head (Linear-ReLU-Linear, hidden 2048).
     """
     if num_layers < 1:
         raise ValueError("a projection head needs at least one layer")
     dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
     blocks = [(dims[i], dims[i + 1], nn.BatchNorm1d(dims[i + 1]) if batch_norm else None, nn.ReLU())
               for i in range(num_layers - 1)]
-    blocks.append((dims[-2], dims[-1], None, None))
+    blocks.append((dims[-2], dims[-1], nn.BatchNorm1d(dims[-1]) if output_batch_norm else None,
+                   None))
     return ProjectionHead(blocks)
 
 

@@ -8,14 +8,23 @@ from pathlib import Path
 from torch import nn
 
 from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
-from seedzoo.training.encoder_specs import feature_dim
 from seedzoo.zoo.checkpoint_formats import LoadReport, projection_head, read_checkpoint
 from seedzoo.zoo.layout import CLASSIFIER_WEIGHTS_NAME, CONFIG_NAME, network_folders
 from seedzoo.zoo.loading import load, load_weights_file
-from seedzoo.zoo.pretrained import create_encoder, has_classifier, load_classifier
+from seedzoo.zoo.pretrained import (
+    check_classifier_fits,
+    create_encoder,
+    has_classifier,
+    load_classifier,
+)
 
 #: The run kinds (methods) whose exported encoder folders keep a classifier.
-CLASSIFIER_RUNS = ("supervised", "kd")
+CLASSIFIER_RUNS = ("supervised", "kd", "finetune", "simclrv2_distill")
+
+
+def _listed(names: tuple[str, ...], conjunction: str) -> str:
+    """``a, b, c or d``."""
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 def teacher_spec(teacher: dict | str, method: str,
@@ -56,8 +65,8 @@ def _pick_network(source: str, network: str | None) -> str:
     return source
 
 
-def load_backbone(source: str, arch: str | None = None, network: str | None = None
-                  ) -> tuple[nn.Module, LoadReport]:
+def load_backbone(source: str, arch: str | None = None, network: str | None = None,
+                  model_args: dict | None = None) -> tuple[nn.Module, LoadReport]:
     """A timm backbone (``num_classes=0``, eval mode) and the report of what was loaded.
 
     ``source`` is one of:
@@ -68,7 +77,9 @@ def load_backbone(source: str, arch: str | None = None, network: str | None = No
       that trains several networks writes one folder each; without ``network`` it is an error
       naming them);
     - a checkpoint file in any layout of :mod:`seedzoo.zoo.checkpoint_formats` (MoCo, SimCLR, SwAV,
-      DINO, SEED, torchvision, timm; ``.pth`` read with ``weights_only=True``), with ``arch``.
+      DINO, EsViT, SEED, torchvision, timm, Swin's original; ``.pth`` read with
+      ``weights_only=True``), with ``arch`` (and ``model_args``, extra ``timm.create_model``
+      arguments, where the weights need them, e.g. ``{"window_size": 14}``).
 
     A checkpoint that does not fill the whole backbone raises ``CheckpointError`` listing the
     missing and unexpected keys; heads and momentum encoders are skipped and reported.
@@ -78,16 +89,16 @@ def load_backbone(source: str, arch: str | None = None, network: str | None = No
         name = source[len("timm:"):]
         warnings.warn(f"Teacher {source} has random weights: it teaches nothing useful. Give a "
                       "trained model folder, hub id or checkpoint file.", stacklevel=2)
-        model = create_encoder(name)
+        model = create_encoder(name, **(model_args or {}))
         return model.eval(), LoadReport(source, "random initialisation")
     path = Path(source).expanduser()
     if path.is_file():
         if arch is None:
             raise ModelNotFoundError(f"{source} is a checkpoint file; give its architecture "
                                      "(teacher arch, e.g. resnet50).")
-        model = load_weights_file(path, arch)
+        model = load_weights_file(path, arch, model_args)
         return model.eval(), model.load_report
-    model = load(source)
+    model = load(source, model_args=model_args)
     found = model.pretrained_cfg.get("architecture")
     if arch is not None and found != arch:
         raise ModelNotFoundError(f"The teacher {source} is a {found}, but the recipe says arch "
@@ -111,10 +122,10 @@ def load_projection_head(source: str) -> nn.Sequential:
 
 def load_classifier_teacher(source: str, arch: str | None = None, network: str | None = None,
                             num_classes: int | None = None
-                            ) -> tuple[nn.Module, nn.Linear, LoadReport]:
-    """A teacher that gives logits: its backbone (as :func:`load_backbone`), the linear
-    classifier kept beside it (eval mode; class names as ``classifier.classes``) and the load
-    report.
+                            ) -> tuple[nn.Module, nn.Module, LoadReport]:
+    """A teacher that gives logits: its backbone (as :func:`load_backbone`), the classifier kept
+    beside it (an ``nn.Linear`` or an :class:`~seedzoo.zoo.pretrained.MLPClassifier`; eval mode;
+    class names as ``classifier.classes``) and the load report.
 
     ``source`` is an encoder folder or run folder written by a run that trains a classifier
     (:data:`CLASSIFIER_RUNS`), with ``network`` as in :func:`load_backbone`. Anything else (a
@@ -127,7 +138,7 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
     if not path.is_dir():
         raise ModelNotFoundError(
             f"The teacher {source} must give logits, which only an encoder folder written by a "
-            f"{' or '.join(CLASSIFIER_RUNS)} run holds ({CLASSIFIER_WEIGHTS_NAME} beside the "
+            f"{_listed(CLASSIFIER_RUNS, 'or')} run holds ({CLASSIFIER_WEIGHTS_NAME} beside the "
             "encoder); it is not a folder. Train a `supervised` run first and give its run "
             "folder.")
     folders = [path] if (path / CONFIG_NAME).is_file() else network_folders(path)
@@ -136,14 +147,10 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
     if not has_classifier(folder):
         raise ModelNotFoundError(
             f"The teacher {source} gives no logits: {folder} holds an encoder but no classifier "
-            f"({CLASSIFIER_WEIGHTS_NAME}). Only {' and '.join(CLASSIFIER_RUNS)} runs export "
+            f"({CLASSIFIER_WEIGHTS_NAME}). Only {_listed(CLASSIFIER_RUNS, 'and')} runs export "
             "one; train a `supervised` run first and give its run folder as the teacher.")
     classifier = load_classifier(folder)
-    width = feature_dim(backbone)
-    if classifier.in_features != width:
-        raise CheckpointError(f"The classifier in {folder} takes {classifier.in_features} "
-                              f"features, but its encoder gives {width}; the folder's files do "
-                              "not belong together.")
+    check_classifier_fits(backbone, classifier, str(folder))
     if num_classes and classifier.out_features != num_classes:
         raise SeedzooError(
             f"The teacher {source} classifies {classifier.out_features} classes, but the training "

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 import seedzoo.training.methods  # noqa: F401 (registers the methods)
 from seedzoo.data.datasets import dataset_classes, dataset_labels, get_dataset
-from seedzoo.data.subsets import subset_indices
+from seedzoo.data.subsets import class_balanced_indices, subset_indices
 from seedzoo.devices import resolve_device
 from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.evaluation.features import dataset_features
@@ -80,7 +80,12 @@ from seedzoo.zoo.layout import (
     RUN_CONFIG_NAME,
     SUMMARY_NAME,
 )
-from seedzoo.zoo.pretrained import save_classifier, save_pretrained, training_preprocessing
+from seedzoo.zoo.pretrained import (
+    MLPClassifier,
+    save_classifier,
+    save_pretrained,
+    training_preprocessing,
+)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -113,12 +118,57 @@ class SeededViews(Dataset):
             generator.set_state(state)
 
 
+class PartlyLabelled(Dataset):
+    """``images`` with the labels ``labels`` (-1: no label) and the class names ``classes``."""
+
+    def __init__(self, images: Dataset, labels: np.ndarray, classes: list[str]):
+        self.images, self.targets, self.classes = images, labels, classes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index][0], int(self.targets[index])
+
+
 def training_images(config: Config) -> Dataset:
     """The training split of ``data.dataset``, or the seeded subset of ``data.limit`` images that
-    evaluation's ``--limit-train`` with the same seed reads."""
+    evaluation's ``--limit-train`` with the same seed reads; with ``data.label_fraction``, see
+    :func:`labelled_images`."""
     dataset = get_dataset(config.data.dataset, "train", root=config.data.root)
     indices = subset_indices(len(dataset), config.data.limit, config.train.seed)
+    if config.data.label_fraction is not None:
+        return labelled_images(dataset, indices, config)
     return dataset if indices is None else Subset(dataset, indices.tolist())
+
+
+def labelled_images(dataset: Dataset, indices: np.ndarray | None, config: Config) -> Dataset:
+    """The ``data.label_fraction`` of the training images (``indices`` of ``dataset``, or all)
+    whose labels are kept: the class-balanced seeded subset the few-shot protocol draws from the
+    same images (:func:`seedzoo.data.subsets.class_balanced_indices`, seed ``train.seed``).
+
+    Those images alone, or with ``data.keep_unlabelled`` all the images, the others with label -1.
+    Every class must keep a labelled image.
+    """
+    fraction = config.data.label_fraction
+    indices = np.arange(len(dataset)) if indices is None else indices
+    labels, classes = dataset_labels(dataset)[indices], dataset_classes(dataset)
+    if not classes or (labels < 0).any():
+        raise SeedzooError(f"data.label_fraction keeps some of the labels, but data.dataset "
+                           f"{config.data.dataset!r} has unlabelled images; use a labelled "
+                           "dataset or drop data.label_fraction.")
+    kept = class_balanced_indices(labels, fraction, config.train.seed)
+    missing = sorted(set(range(len(classes))) - set(labels[kept].tolist()))
+    if missing:
+        names = ", ".join(repr(classes[c]) for c in missing)
+        raise SeedzooError(f"data.label_fraction {fraction} of the {len(indices)} training images "
+                           f"leaves no labelled image of class {names}: data.limit's subset holds "
+                           "none. Raise data.limit (or set it to null).")
+    if not config.data.keep_unlabelled:
+        return Subset(dataset, indices[kept].tolist())
+    partial = np.full(len(indices), -1, dtype=np.int64)
+    partial[kept] = labels[kept]
+    return PartlyLabelled(Subset(dataset, indices.tolist()), partial, classes)
 
 
 def training_labels(images: Dataset) -> np.ndarray:
@@ -153,6 +203,10 @@ def build_method_from(config: Config, images: Dataset) -> Method:
     classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
     if method_needs_labels(config.method_name, config.method_options) \
             and (not classes or (training_labels(images) < 0).any()):
+        if config.data.keep_unlabelled:
+            raise SeedzooError(f"Method {config.method_name!r} trains on every image's label, "
+                               "but data.keep_unlabelled keeps images without one; set it to "
+                               "false.")
         raise SeedzooError(f"Method {config.method_name!r} trains on labels, but data.dataset "
                            f"{config.data.dataset!r} has unlabelled images; use a labelled "
                            "dataset (class folders for imagefolder:<path>).")
@@ -275,7 +329,8 @@ class Trainer:
         self.method = build_method_from(config, images)
         if opt.sync_bn and world > 1:
             self.method = distributed.convert_sync_batchnorm(self.method, device)
-        self.method.to(device)
+        self.memory_format = torch.channels_last if opt.channels_last else torch.contiguous_format
+        self.method.to(device, memory_format=self.memory_format)
         for encoder in self.method.encoders().values():
             set_training_preprocessing(encoder, data)
         self.classes = dataset_classes(images.dataset if isinstance(images, Subset) else images)
@@ -286,7 +341,8 @@ class Trainer:
         torch.manual_seed(opt.seed + distributed.rank())  # e.g. dropout differs across processes
 
         views = build_views(data.views or self.method.views, image_size=data.image_size,
-                            mean=data.mean, std=data.std, **data.view_options)
+                            mean=data.mean, std=data.std,
+                            **{**self.method.view_options, **data.view_options})
         self.method.check_views(views.transforms)  # before any training, not at the first step
         self.dataset = SeededViews(images, views, opt.seed)
         self.sampler = distributed.ResumableDistributedSampler(
@@ -332,10 +388,10 @@ class Trainer:
                                    f"{name!r}, which is not one of its encoders() "
                                    f"({', '.join(encoders)}); key each classifier like the "
                                    "network it classifies the features of.")
-            if not isinstance(classifier, torch.nn.Linear):
+            if not isinstance(classifier, (torch.nn.Linear, MLPClassifier)):
                 raise SeedzooError(f"{type(self.method).__name__}.classifiers()[{name!r}] is a "
-                                   f"{type(classifier).__name__}; only nn.Linear heads are "
-                                   "exported.")
+                                   f"{type(classifier).__name__}; only nn.Linear and "
+                                   "MLPClassifier heads are exported.")
             if self.classes and classifier.out_features != len(self.classes):
                 raise SeedzooError(f"{type(self.method).__name__}.classifiers()[{name!r}] has "
                                    f"{classifier.out_features} outputs for data with "
@@ -443,7 +499,7 @@ class Trainer:
         window_steps, window_images, window_start = 0, 0, time.perf_counter()
         step_start = time.perf_counter()
         for batch in self.loader:
-            batch = batch.to(self.device, non_blocking=True)
+            batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
             lr = self.optimizer.param_groups[0]["lr"]  # this step's lr
             metrics = self.train_step(batch)
             self.global_step += 1

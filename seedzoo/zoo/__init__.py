@@ -3,8 +3,10 @@
 from seedzoo.zoo.card import write_card
 from seedzoo.zoo.catalog import list_models
 from seedzoo.zoo.hub import download, publish, publish_to_cache, push
-from seedzoo.zoo.loading import load
+from seedzoo.zoo.loading import classifier_for, load
 from seedzoo.zoo.pretrained import (
+           EncoderClassifier,
+           MLPClassifier,
            create_encoder,
            load_classifier,
            load_pretrained_folder,
@@ -13,5 +15,5 @@ from seedzoo.zoo.pretrained import (
 )
 
 __all__ = ["load", "list_models", "create_encoder", "load_pretrained_folder", "save_pretrained",
-           "save_classifier", "load_classifier", "write_card", "push", "publish",
-           "publish_to_cache", "download"]
+           "save_classifier", "load_classifier", "MLPClassifier", "EncoderClassifier",
+           "classifier_for", "write_card", "push", "publish", "publish_to_cache", "download"]

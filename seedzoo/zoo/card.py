@@ -19,16 +19,30 @@ from seedzoo.errors import SeedzooError
 from seedzoo.files import dump_yaml, write_text_atomic
 from seedzoo.results import read_report
 from seedzoo.zoo.layout import CARD_NAME, SUMMARY_NAME, encoder_folder
-from seedzoo.zoo.pretrained import load_pretrained_folder, read_config, weights_fingerprint
+from seedzoo.zoo.pretrained import (
+    feature_dim,
+    load_pretrained_folder,
+    read_config,
+    weights_fingerprint,
+)
 
 # seedzoo dataset names -> their Hugging Face Hub dataset ids, for the card's metadata.
 HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist",
                 "cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
-# The Hub groups model-index results by task and dataset; the metric names say the protocol.
+# The Hub groups model-index results by task type and dataset (one task name per group); the
+# metric names say the protocol. Fine-tuning and classifier figures widen the name.
 TASK_NAME = "Image classification from frozen features (k-NN, linear and few-shot probes)"
-_PROTOCOLS = (("knn_", "weighted k-NN on L2-normalised features, top-1/top-5 at each k"),
-              ("linear_", "linear probe"),
-              ("fewshot_", "linear probes on class-balanced 1% and 10% label subsets"))
+WIDER_TASK_NAME = ("Image classification (k-NN, linear and few-shot probes on frozen features; "
+                   "fine-tuning; the run's classifier)")
+_TRAINED_PREFIXES = ("finetune_", "classifier_")
+_PROTOCOLS = (("knn_", "weighted k-NN on the frozen, L2-normalised features, top-1/top-5 at each "
+                       "k"),
+              ("linear_", "linear probe on the frozen features"),
+              ("fewshot_", "linear probes on the frozen features of class-balanced 1% and 10% "
+                           "label subsets"),
+              ("finetune_", "the whole encoder fine-tuned with a linear classifier on "
+                            "class-balanced label subsets, the few-shot ones at 1% and 10%"),
+              ("classifier_", "the classifier its run trained beside it"))
 
 
 @dataclass(frozen=True)
@@ -202,7 +216,7 @@ def gather_facts(folder_or_run: str | os.PathLike, *, name: str | None = None, r
         architecture=config["architecture"], model_args=config.get("model_args", {}),
         seedzoo_options=config.get("seedzoo", {}),
         params=sum(p.numel() for p in model.parameters()),
-        num_features=int(config.get("num_features", model.num_features)),
+        num_features=feature_dim(model),
         pretrained_cfg=config.get("pretrained_cfg", {}),
         method=method.get("name"), teacher=_teacher_name(method),
         train_dataset=run_config.get("data", {}).get("dataset"),
@@ -216,10 +230,12 @@ def _eval_results(facts: ModelFacts):
     from huggingface_hub import EvalResult
 
     results = []
+    trained = any(m.startswith(_TRAINED_PREFIXES) for e in facts.evaluations for m in e.metrics)
     for evaluation in facts.evaluations:
         for metric, value in evaluation.metrics.items():
             results.append(EvalResult(
-                task_type="image-classification", task_name=TASK_NAME,
+                task_type="image-classification",
+                task_name=WIDER_TASK_NAME if trained else TASK_NAME,
                 dataset_type=HUB_DATASETS.get(evaluation.dataset, evaluation.dataset),
                 dataset_name=evaluation.dataset, dataset_split=evaluation.split,
                 metric_type="accuracy", metric_name=metric, metric_value=value))
@@ -284,7 +300,7 @@ def _body(facts: ModelFacts) -> str:
                       for e in facts.evaluations)] for m in metrics]
         protocols = [text for prefix, text in _PROTOCOLS if any(m.startswith(prefix)
                                                                  for m in metrics)]
-        parts.append("Accuracy (%) of the frozen features, measured with `seedzoo eval` ("
+        parts.append("Accuracy (%) measured with `seedzoo eval` ("
                      + "; ".join(protocols) + ") on "
                      + "; ".join(_measured_on(e) for e in facts.evaluations) + ".\n")
         parts.append(_table(rows, ["metric", *datasets]) + "\n")

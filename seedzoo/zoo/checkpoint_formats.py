@@ -8,12 +8,20 @@ a :class:`LoadReport` of what was taken and what was skipped, and why. Recognise
 - SimCLR converted to PyTorch: ``{"state_dict": <torchvision ResNet>}`` (``fc`` dropped);
 - SwAV: ``module.*`` keys with ``projection_head`` and ``prototypes`` (dropped);
 - DINO: ``{"teacher": ..., "student": ...}``; the teacher's ``backbone.*`` is taken, ``head.*``
-  dropped (a released ``*_pretrain.pth`` backbone is a plain state dict);
+  and the student dropped (a released ``*_pretrain.pth`` backbone is a plain state dict);
+- EsViT: DINO's layout with a second, region-level head ``head_dense.*`` (dropped); its Swin
+  backbones sit unprefixed in the teacher, in the Swin Transformer repository's key names;
 - SEED: ``{"state_dict": {"module.student.*", "module.teacher.*", "module.queue"}}``; the
   trained student is taken, its ``fc`` MLP head dropped;
 - a seedzoo training checkpoint: ``{"method": {"encoder.*", "head.*", ...}}``, the encoder is taken;
 - torchvision, timm and seedzoo state dicts (``fc``/``head``/``classifier`` and the classifier
   the model's ``pretrained_cfg`` names dropped).
+
+Buffers the model recomputes (Swin's ``relative_position_index`` and ``attn_mask``) are skipped.
+A checkpoint that does not fit as it is goes through timm's own conversion for the
+architecture, where timm has one (the ``checkpoint_filter_fn`` of the model's timm module: for
+Swin it moves the original layout's patch merging from the end of stage i to the start of stage
+i+1); the report names the conversion, and the keys are reported under their original names.
 
 :func:`projection_head` rebuilds the MLP projection head such checkpoints carry (SEED's reference
 code distils the teacher's projected embedding). Wrappers such as ``module.`` are removed as
@@ -27,7 +35,10 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
+import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +56,8 @@ SUBMODEL_PREFIXES = {"encoder_q.": "moco", "base_encoder.": "moco_v3", "student.
                      "backbone.": "dino", "encoder.": "encoder", "model.": "model"}
 # Heads and training state that are not part of a backbone: skipped when the model lacks them.
 HEAD_PREFIXES = {"fc.": "classifier/projection head", "head.": "projection head",
-                 "heads.": "projection heads", "classifier.": "classifier",
+                 "head_dense.": "region-level projection head", "heads.": "projection heads",
+                 "classifier.": "classifier",
                  "projection_head.": "projection head", "projector.": "projection head",
                  "predictor.": "prediction head", "prototypes.": "prototypes"}
 TRAINING_STATE_KEYS = {"queue": "queue", "queue_ptr": "queue pointer"}
@@ -71,12 +83,23 @@ def read_weights_file(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as error:
         if "Weights only load failed" not in str(error):
             raise CheckpointError(_not_a_torch_file(path, error)) from None
-        raise CheckpointError(
-            f"{path} needs arbitrary pickled objects (a class or function, not only tensors), "
-            "which seedzoo never unpickles. Convert it where it was made to safetensors or a "
-            "plain state dict of tensors.") from None
+        raise CheckpointError(_needs_pickle(path, error)) from None
     except Exception as error:  # torch raises RuntimeError, EOFError, KeyError, ...
         raise CheckpointError(_not_a_torch_file(path, error)) from None
+
+
+def _needs_pickle(path: Path, error: Exception) -> str:
+    """Why ``path`` is refused, and the one-line conversion for a file the user trusts (training
+    code often saves its ``args`` or config object beside the state dicts)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    what = f" ({found.group(1)})" if found else ""
+    converted = path.with_name(f"{path.stem}.weights{path.suffix or '.pth'}")
+    return (f"{path} needs arbitrary pickled objects{what}, not only tensors, which seedzoo never "
+            "unpickles. If you trust the file, keep only its tensors and state dicts, once: "
+            f"python -c \"import torch; c = torch.load('{path}', map_location='cpu', "
+            "weights_only=False); torch.save({k: v for k, v in c.items() if isinstance(v, "
+            f"(dict, torch.Tensor))}}, '{converted}')\" and load {converted}; or convert it where "
+            "it was made to safetensors.")
 
 
 def _not_a_torch_file(path: Path, error: Exception) -> str:
@@ -118,17 +141,20 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 @dataclass
 class LoadReport:
-    """What a checkpoint load took (``loaded``) and left out (``skipped``: key -> reason)."""
+    """What a checkpoint load took (``loaded``) and left out (``skipped``: key -> reason), by the
+    checkpoint's own key names; ``conversion`` names timm's key conversion when one was used."""
 
     source: str
     format: str
     loaded: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    conversion: str | None = None
 
     def summary(self) -> str:
         reasons = Counter(self.skipped.values())
         skipped = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
         return (f"{self.source} ({self.format}): loaded {len(self.loaded)} tensors"
+                + (f" converted by {self.conversion}" if self.conversion else "")
                 + (f", skipped {skipped}" if skipped else ""))
 
     def __str__(self) -> str:
@@ -152,17 +178,27 @@ def _strip(key: str, prefix: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) else key
 
 
-def _unwrap(checkpoint) -> tuple[dict, str | None]:
-    """The tensor dict inside a checkpoint container, and the format the container indicates."""
+def _unwrap(checkpoint) -> tuple[dict, str | None, dict[str, str]]:
+    """The tensor dict inside a checkpoint container, the format the container indicates, and
+    what else the container holds (key -> why it is not loaded)."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"expected a dict of tensors, found a {type(checkpoint).__name__}")
     if isinstance(checkpoint.get("teacher"), dict) and isinstance(checkpoint.get("student"), dict):
-        return checkpoint["teacher"], "dino"
+        teacher = checkpoint["teacher"]
+        regions = any(_strip_wrappers(key).startswith("head_dense.") for key in teacher)
+        student = {f"student.{key}": "the student network (the teacher is loaded)"
+                   for key in checkpoint["student"]}
+        return teacher, "esvit" if regions else "dino", {
+            **student, **_other_entries(checkpoint, ("teacher", "student"))}
     containers = (("state_dict", None), ("model", None), (CHECKPOINT_METHOD_KEY, "seedzoo run"))
     for container, format in containers:
         if isinstance(checkpoint.get(container), dict):
-            return checkpoint[container], format
-    return checkpoint, None
+            return checkpoint[container], format, _other_entries(checkpoint, (container,))
+    return checkpoint, None, {}
+
+
+def _other_entries(checkpoint: dict, taken: tuple[str, ...]) -> dict[str, str]:
+    return {str(key): "training state or settings" for key in checkpoint if key not in taken}
 
 
 def _strip_wrappers(key: str) -> str:
@@ -179,11 +215,11 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
     of ``model`` is found.
     """
     try:
-        tensors, container_format = _unwrap(checkpoint)
+        tensors, container_format, others = _unwrap(checkpoint)
     except CheckpointError as error:
         raise CheckpointError(f"{source} is not a state dict: {error}.") from None
     own = model.state_dict()
-    report = LoadReport(source=source, format=container_format or "state dict")
+    report = LoadReport(source=source, format=container_format or "state dict", skipped=others)
     keys = {}
     for key, value in tensors.items():
         if isinstance(value, torch.Tensor):
@@ -206,33 +242,30 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
     else:
         prefix = ""
 
-    state, unexpected, mismatched = {}, [], []
+    candidates = {}
     for key, original in keys.items():
-        if not key.startswith(prefix):
-            report.skipped[original] = f"outside the {prefix[:-1]!r} sub-model"
-            continue
-        name = key[len(prefix):]
-        if fits(name, original):
-            state[name] = tensors[original]
-            report.loaded.append(original)
-        elif name in own:
-            mismatched.append(f"{original} {tuple(tensors[original].shape)} vs "
-                              f"{tuple(own[name].shape)}")
-        elif name in TRAINING_STATE_KEYS:
-            report.skipped[original] = TRAINING_STATE_KEYS[name]
-        elif (head := next((h for h in heads if name.startswith(h)), None)):
-            report.skipped[original] = heads[head]
-            if head == "prototypes." and report.format == "state dict":
-                report.format = "swav"
+        if key.startswith(prefix):
+            candidates[key[len(prefix):]] = (original, tensors[original])
         else:
-            unexpected.append(original)
-    missing = []
-    for name in own:
-        if name not in state:
-            if name.endswith(OPTIONAL_SUFFIXES):
-                state[name] = own[name]
-            else:
-                missing.append(name)
+            report.skipped[original] = (_head_reason(key, heads)
+                                        or f"outside the {prefix[:-1]!r} sub-model")
+    fit = _Fit.of(candidates, model, heads)
+    convert = timm_conversion(model)
+    if fit.problems and convert is not None:
+        backbone = {name: candidate for name, candidate in candidates.items()
+                    if candidate[0] not in fit.skipped}
+        converted = _converted(backbone, model, convert)
+        retry = None if converted is None else _Fit.of(converted, model, heads)
+        if retry is not None and retry.problems < fit.problems:
+            report.conversion = f"{convert.__module__}.{convert.__name__}"
+            kept = {original for original, _ in converted.values()}
+            dropped = [original for original, _ in backbone.values() if original not in kept]
+            retry.skipped = {**fit.skipped, **retry.skipped,
+                             **dict.fromkeys(dropped, f"dropped by {report.conversion}")}
+            fit = retry
+    report.loaded, report.skipped = fit.loaded, {**report.skipped, **fit.skipped}
+    if report.format == "state dict" and "prototypes" in fit.skipped.values():
+        report.format = "swav"
 
     arch = model.pretrained_cfg.get("architecture", type(model).__name__)
     if not any(not key.endswith(OPTIONAL_SUFFIXES) for key in report.loaded):
@@ -240,14 +273,88 @@ def backbone_state_dict(checkpoint, model: nn.Module, *, source: str
             f"No tensor of {source} belongs to a {arch!r} backbone: its keys look like "
             f"{', '.join(list(tensors)[:4])} while the model expects {', '.join(list(own)[:4])}. "
             "Check the architecture (--arch) and that the file is a backbone checkpoint.")
-    if missing or unexpected or mismatched:
+    if fit.problems:
         parts = [f"{name} ({len(found)}): {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}"
-                 for name, found in (("missing", missing), ("unexpected", unexpected),
-                                     ("shape mismatch", mismatched)) if found]
+                 for name, found in (("missing", fit.missing), ("unexpected", fit.unexpected),
+                                     ("shape mismatch", fit.mismatched)) if found]
+        conversion = f", converted by {report.conversion}" if report.conversion else ""
         raise CheckpointError(
-            f"{source} ({report.format}) does not fit a {arch!r} backbone: " + "; ".join(parts)
+            f"{source} ({report.format}{conversion}) does not fit a {arch!r} backbone: "
+            + "; ".join(parts)
             + ". Check the architecture (--arch); a partial load would leave weights random.")
-    return state, report
+    return fit.state, report
+
+
+def _head_reason(name: str, heads: dict[str, str]) -> str | None:
+    return next((reason for head, reason in heads.items() if name.startswith(head)), None)
+
+
+@dataclass
+class _Fit:
+    """How tensors named as in a model's state dict fit it: the state to load, and the checkpoint
+    keys loaded, skipped (with the reason), unexpected, mis-shaped and missing."""
+
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> int:
+        return len(self.unexpected) + len(self.mismatched) + len(self.missing)
+
+    @classmethod
+    def of(cls, candidates: dict[str, tuple[str, torch.Tensor]], model: nn.Module,
+           heads: dict[str, str]) -> _Fit:
+        """``candidates``: model name -> (checkpoint key, tensor)."""
+        own = model.state_dict()
+        recomputed = {name for name, _ in model.named_buffers()} - set(own)
+        fit = cls()
+        for name, (original, tensor) in candidates.items():
+            if name in own and own[name].shape == tensor.shape:
+                fit.state[name] = tensor
+                fit.loaded.append(original)
+            elif name in own:
+                fit.mismatched.append(f"{original} {tuple(tensor.shape)} vs "
+                                      f"{tuple(own[name].shape)}")
+            elif name in TRAINING_STATE_KEYS:
+                fit.skipped[original] = TRAINING_STATE_KEYS[name]
+            elif name in recomputed:
+                fit.skipped[original] = "buffer the model recomputes"
+            elif (reason := _head_reason(name, heads)):
+                fit.skipped[original] = reason
+            else:
+                fit.unexpected.append(original)
+        for name in own:
+            if name not in fit.state:
+                if name.endswith(OPTIONAL_SUFFIXES):
+                    fit.state[name] = own[name]
+                else:
+                    fit.missing.append(name)
+        return fit
+
+
+def timm_conversion(model: nn.Module) -> Callable | None:
+    """timm's own conversion of other layouts into ``model``'s (the ``checkpoint_filter_fn`` of
+    the timm module defining it, e.g. Swin's original layout), or None where timm has none."""
+    convert = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    return convert if callable(convert) else None
+
+
+def _converted(candidates: dict[str, tuple[str, torch.Tensor]], model: nn.Module,
+               convert: Callable) -> dict[str, tuple[str, torch.Tensor]] | None:
+    """``candidates`` (name -> (checkpoint key, tensor)) renamed by timm's ``convert``, or None
+    where it does not apply. timm's filters rename keys and pass the tensors through (one it
+    resamples keeps its name), so each result is traced to its checkpoint key by identity."""
+    origin = {id(tensor): original for original, tensor in candidates.values()}
+    try:
+        converted = convert({name: tensor for name, (_, tensor) in candidates.items()}, model)
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError):
+        return None
+    return {name: (origin.get(id(tensor)) or candidates.get(name, (name,))[0], tensor)
+            for name, tensor in converted.items()}
 
 
 def load_checkpoint_into(model: nn.Module, checkpoint, *, source: str) -> LoadReport:
@@ -276,11 +383,11 @@ def projection_head(checkpoint, *, source: str) -> nn.Sequential:
     parameters is the ReLU between them, as in all these heads. A single linear layer is a
     classifier, not a projection head, and is refused.
     """
-    tensors, _ = _unwrap(checkpoint)
+    tensors, *_ = _unwrap(checkpoint)
     tensors = {_strip_wrappers(k): v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
     for prefix in PROJECTION_HEAD_PREFIXES:
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        head = _sequential_from(state) if state else None
+        head = sequential_from(state) if state else None
         if head is not None and sum(isinstance(m, nn.Linear) for m in head) >= 2:
             return head
     raise CheckpointError(f"{source} holds no MLP projection head (looked for "
@@ -288,7 +395,7 @@ def projection_head(checkpoint, *, source: str) -> nn.Sequential:
                           "backbone's features instead (no projection head option).")
 
 
-def _sequential_from(state: dict[str, torch.Tensor]) -> nn.Sequential | None:
+def sequential_from(state: dict[str, torch.Tensor]) -> nn.Sequential | None:
     """Linear/BatchNorm1d/ReLU layers fitting ``{"<index>.<param>": tensor}``, or None."""
     layers: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in state.items():

@@ -6,7 +6,8 @@ Specs:
 - a folder in the timm/Hub layout (``config.json`` + ``model.safetensors``), also written
   ``local-dir:<folder>`` as timm does, or a run folder holding one (a ``str`` or a path);
 - a weights file (``.safetensors``, or ``.pt``/``.pth`` read with ``weights_only=True``)
-  together with ``arch=``;
+  together with ``arch=`` (and ``model_args=`` where the weights need other
+  ``timm.create_model`` arguments than the architecture's defaults, e.g. Swin's window size);
 - ``timm:<arch>`` - the architecture with random weights.
 """
 
@@ -26,37 +27,52 @@ from seedzoo.zoo.checkpoint_formats import (
     read_checkpoint,
 )
 from seedzoo.zoo.hub import HUB_PREFIX, Publication, download, parse_hub_id
-from seedzoo.zoo.layout import CHECKPOINT_METHOD_KEY, CONFIG_NAME, HUB_FILES, encoder_folder
+from seedzoo.zoo.layout import (
+    CHECKPOINT_METHOD_KEY,
+    CLASSIFIER_WEIGHTS_NAME,
+    CONFIG_NAME,
+    HUB_FILES,
+    encoder_folder,
+)
 from seedzoo.zoo.pretrained import (
     create_encoder,
     encoder_from_config,
+    load_classifier,
     load_pretrained_folder,
     read_config,
     training_preprocessing,
 )
 
 
-def load_weights_file(path: str | os.PathLike, arch: str) -> nn.Module:
-    """Encoder ``arch`` with the backbone weights of a checkpoint file.
+def load_weights_file(path: str | os.PathLike, arch: str,
+                      model_args: dict | None = None) -> nn.Module:
+    """Encoder ``arch`` (built with the extra ``timm.create_model`` arguments ``model_args``)
+    with the backbone weights of a checkpoint file.
 
-    Plain state dicts and the published SSL layouts (MoCo, SimCLR, SwAV, DINO, SEED,
-    torchvision) are read; see :mod:`seedzoo.zoo.checkpoint_formats`. A seedzoo training
-    checkpoint also gives the encoder its run's preprocessing (input size, mean, std), as the
-    run's ``encoder/`` folder would. The load report is kept as ``model.load_report``.
+    Plain state dicts and the published SSL layouts (MoCo, SimCLR, SwAV, DINO, EsViT, SEED,
+    torchvision, Swin's original layout) are read; see :mod:`seedzoo.zoo.checkpoint_formats`.
+    A seedzoo training checkpoint also gives the encoder its run's preprocessing (input size,
+    mean, std), as the run's ``encoder/`` folder would. The load report is kept as
+    ``model.load_report``.
     """
     checkpoint = read_checkpoint(path)
     recipe = checkpoint.get("config") if CHECKPOINT_METHOD_KEY in checkpoint else None
     overlay = training_preprocessing(recipe["data"]) if isinstance(recipe, dict) else None
-    model = create_encoder(arch, pretrained_cfg_overlay=overlay)
+    model = create_encoder(arch, pretrained_cfg_overlay=overlay, **(model_args or {}))
     model.load_report = load_checkpoint_into(model, checkpoint, source=str(path))
     return model
 
 
-def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretrained: bool = True,
-         revision: str | None = None, endpoint: str | None = None, token: str | None = None,
+def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None,
+         model_args: dict | None = None, pretrained: bool = True, revision: str | None = None,
+         endpoint: str | None = None, token: str | None = None,
          cache_dir: str | os.PathLike | None = None, offline: bool | None = None) -> nn.Module:
     """The encoder named by ``spec`` (a spec string, a path or a catalog entry), in eval mode,
     with ``pretrained_cfg`` attached.
+
+    ``arch`` names the architecture of a weights file; ``model_args`` are extra
+    ``timm.create_model`` arguments for a weights file or a ``timm:`` spec (a folder, hub or
+    catalog model records its own in ``config.json``).
 
     ``revision`` pins a hub model to a branch, tag or commit sha (same as ``@rev`` in the spec);
     ``endpoint``, ``token`` and ``cache_dir`` go to the hub client; ``offline=None`` follows
@@ -64,6 +80,7 @@ def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretr
     """
     hub = dict(endpoint=endpoint, token=token, cache_dir=cache_dir, offline=offline)
     if isinstance(spec, ModelEntry):
+        _refuse_model_args(model_args, spec.name)
         return load_catalog_entry(spec, revision=revision, pretrained=pretrained, **hub)
     spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if not isinstance(spec, str):
@@ -73,7 +90,10 @@ def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretr
         raise ModelNotFoundError("The model spec is empty; give a catalog name (`seedzoo list`), "
                                  "hf-hub:org/name, a folder, a weights file or timm:<arch>.")
     if spec.startswith("timm:"):
-        return create_encoder(spec[len("timm:"):]).eval()
+        return create_encoder(spec[len("timm:"):], **(model_args or {})).eval()
+    path = Path(spec.removeprefix("local-dir:")).expanduser()
+    if not path.is_file():
+        _refuse_model_args(model_args, spec)
     if spec.startswith(HUB_PREFIX):
         repo_id, spec_revision = parse_hub_id(spec)
         if revision and spec_revision and revision != spec_revision:
@@ -81,7 +101,6 @@ def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretr
                                      f"{revision!r} was also given; keep one.")
         return load_from_hub(repo_id, revision=revision or spec_revision, pretrained=pretrained,
                              **hub)
-    path = Path(spec.removeprefix("local-dir:")).expanduser()
     if path.is_dir():
         return _load_folder(encoder_folder(path), pretrained)
     if path.is_file():
@@ -90,12 +109,34 @@ def load(spec: str | os.PathLike | ModelEntry, *, arch: str | None = None, pretr
                 f"{spec} is a weights file; say which architecture it holds with arch= "
                 "(CLI: --arch), e.g. --arch resnet18.")
         if not pretrained:
-            return create_encoder(arch).eval()
-        return load_weights_file(path, arch).eval()
+            return create_encoder(arch, **(model_args or {})).eval()
+        return load_weights_file(path, arch, model_args).eval()
     entry = find_entry(spec)
     if entry is not None:
         return load_catalog_entry(entry, revision=revision, pretrained=pretrained, **hub)
     raise ModelNotFoundError(_unknown_spec_message(spec))
+
+
+def _refuse_model_args(model_args: dict | None, spec: str) -> None:
+    if model_args:
+        raise ModelNotFoundError(f"model_args ({model_args}) apply to a weights file or "
+                                 f"timm:<arch>; {spec} records its own in its config.json.")
+
+
+def classifier_for(spec: str | os.PathLike) -> nn.Linear:
+    """The linear classifier kept beside the encoder that ``spec`` names (see
+    :func:`~seedzoo.zoo.pretrained.load_classifier`). Only an encoder folder or a run folder
+    holds one, written by a run that trains a classifier (supervised, kd); hub models, catalog
+    names and ``timm:<arch>`` are encoders alone (classifiers are not published).
+    """
+    path = Path(os.fspath(spec).removeprefix("local-dir:")).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"{spec} keeps no classifier: only an encoder folder or run folder written by a run "
+            f"that trains one (supervised, kd) holds it ({CLASSIFIER_WEIGHTS_NAME} beside the "
+            "encoder); hub models, catalog names, weights files and timm:<arch> are encoders "
+            "alone. Give such a folder.")
+    return load_classifier(encoder_folder(path))
 
 
 def _load_folder(folder: Path, pretrained: bool) -> nn.Module:

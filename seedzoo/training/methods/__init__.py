@@ -4,10 +4,12 @@ from seedzoo.training.methods import (  # noqa: F401  (registers the methods)
     crd,
     dogo,
     esvit,
+    finetune,
     kd,
     moco,
     seed,
     simclr,
+    simclrv2_distill,
     supervised,
 )
 from seedzoo.training.methods.base import (

@@ -10,7 +10,9 @@ method declares:
   labels; the indices of the samples in the training set, ``0 <= i < dataset_size``) and
   returns a dict of scalar tensors that must contain ``"loss"`` (the rest is logged);
 - ``views`` names the view recipe it expects (see ``seedzoo.training.views``) unless the recipe
-  overrides it, and ``min_views`` how many views of each image it needs (fewer: SeedzooError);
+  overrides it, ``view_options`` the options it needs from that recipe (e.g. ``num_views``; the
+  recipe's ``data.view_options`` win over them), and ``min_views`` how many views of each image
+  it needs (fewer: SeedzooError);
 - ``needs_labels`` (an attribute of the builder: the class), a bool or a function of the
   recipe's method options (see :func:`method_needs_labels`): the trainer refuses a dataset
   without labels before building the method;
@@ -58,7 +60,8 @@ A new method, in its own module (imported by ``seedzoo/training/methods/__init__
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 import torch
@@ -83,8 +86,12 @@ class Batch(NamedTuple):
     labels: torch.Tensor
     indices: torch.Tensor
 
-    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        return Batch([v.to(device, non_blocking=non_blocking) for v in self.views],
+    def to(self, device: torch.device, non_blocking: bool = False,
+           memory_format: torch.memory_format = torch.preserve_format) -> Batch:
+        """On ``device``, image views (4-d) in ``memory_format`` (e.g. channels-last)."""
+        return Batch([v.to(device, non_blocking=non_blocking,
+                           memory_format=memory_format if v.ndim == 4 else torch.preserve_format)
+                      for v in self.views],
                      self.labels.to(device, non_blocking=non_blocking),
                      self.indices.to(device, non_blocking=non_blocking))
 
@@ -114,6 +121,7 @@ class Method(nn.Module):
     encoder: nn.Module
     views: str = "moco_v2"
     min_views: int = 1
+    view_options: Mapping[str, object] = MappingProxyType({})
     needs_labels: bool = False
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -57,11 +57,12 @@ from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.distributed import all_gather_cat, all_reduce_mean, rank
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.kd import kd_loss
 from seedzoo.training.methods.supervised import top1
 from seedzoo.training.teachers import load_backbone, load_classifier_teacher, teacher_spec
+from seedzoo.zoo.pretrained import feature_dim
 
 #: The reference's epsilon in the NCE criterion.
 NCE_EPS = 1e-7

@@ -2,13 +2,16 @@
 al., CVPR 2021 workshops).
 
 Two or more peers are trained together from scratch. Each peer learns with its own SimCLR
-(NT-Xent) loss and projection head, and is pulled towards the other peers' view of the batch:
-for each peer, the N x N matrix of cosine similarities between the embeddings of the batch's first
+(NT-Xent) loss and projection head on its own two augmented views of each image (as the reference
+implementation, NeurAI-Lab/DoGo, augments for each model separately; ``own_views: false`` shows
+all peers the same two views), and is pulled towards the other peers' view of the batch:
+for each peer, the N x N matrix of cosine similarities between the embeddings of its first
 view (rows) and second view (columns) is softened by a row-softmax at ``kd_temperature``; peer
 ``i``'s distillation term is ``KL(softmax(S_j / tau) || softmax(S_i / tau))`` against every other
 peer ``j``, whose matrix is detached (a target: no gradient reaches peer ``j`` through it), summed
 over ``j``. The KL is averaged element-wise over the N^2 entries, hence the large weights of the
-reference config (100 and 1). The loss is ``sum_i ssl_i + w_i * kd_i``.
+reference config: ``criterion_weight [1, 1, 100, 1]`` gives 100 to the first model's KL term and
+1 to the second's (``peer_weights`` in peer order here). The loss is ``sum_i ssl_i + w_i * kd_i``.
 
 Under ``torchrun`` each peer's NT-Xent takes its negatives from every process's batch, as
 :class:`~seedzoo.training.methods.simclr.SimCLR` does. The similarity matrices of the KL term stay
@@ -28,10 +31,11 @@ from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.distributed import is_distributed
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.simclr import _GatherWithGradient, nt_xent
+from seedzoo.zoo.pretrained import feature_dim
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
@@ -83,18 +87,18 @@ class DoGo(Method):
       head, Linear (no bias)-BatchNorm-ReLU-Linear as SimCLR's;
     - ``temperature`` (0.5): NT-Xent's; ``kd_temperature`` (0.1): the similarity row-softmax's;
     - ``gather_distributed`` (True): NT-Xent negatives from every process (see the module
-      docstring; the distillation term stays per process).
-
-    Takes two views (recipe ``simclr``).
+      docstring; the distillation term stays per process);
+    - ``own_views`` (True): each peer its own two views (2 per peer, recipe ``simclr``), as the
+      reference; False: every peer the same two.
     """
 
     views = "simclr"
-    min_views = 2
 
     def __init__(self, *, peers: list[dict | str], peer_weights: list[float] | None = None,
                  names: list[str] | None = None, student: str | None = None, dim: int = 128,
                  hidden_dim: int = 2048, head_batch_norm: bool = True, temperature: float = 0.5,
-                 kd_temperature: float = 0.1, gather_distributed: bool = True):
+                 kd_temperature: float = 0.1, gather_distributed: bool = True,
+                 own_views: bool = True):
         super().__init__()
         if not isinstance(peers, list | tuple) or len(peers) < 2:
             raise SeedzooError(f"method.peers needs two or more encoder specs, got {peers!r}.")
@@ -121,7 +125,9 @@ class DoGo(Method):
         self.heads = nn.ModuleList(mlp_head(feature_dim(peer), dim, hidden_dim,
                                             batch_norm=head_batch_norm) for peer in self.peers)
         self.temperature, self.kd_temperature = temperature, kd_temperature
-        self.gather_distributed = gather_distributed
+        self.gather_distributed, self.own_views = gather_distributed, own_views
+        self.min_views = 2 * count if own_views else 2
+        self.view_options = {"num_views": self.min_views}
 
     def encoders(self) -> dict[str, nn.Module]:
         return dict(zip(self.names, self.peers, strict=True))
@@ -138,8 +144,9 @@ class DoGo(Method):
         self.check_views(batch.views)
         gather = self.gather_distributed and is_distributed()
         ssl, similarities = [], []
-        for peer, head in zip(self.peers, self.heads, strict=True):
-            first, second = (F.normalize(head(peer(v)).float(), dim=1) for v in batch.views[:2])
+        for i, (peer, head) in enumerate(zip(self.peers, self.heads, strict=True)):
+            pair = batch.views[2 * i:2 * i + 2] if self.own_views else batch.views[:2]
+            first, second = (F.normalize(head(peer(v)).float(), dim=1) for v in pair)
             negatives = ((_GatherWithGradient.apply(first), _GatherWithGradient.apply(second))
                          if gather else None)
             ssl.append(nt_xent(first, second, temperature=self.temperature, negatives=negatives))

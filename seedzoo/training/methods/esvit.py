@@ -39,10 +39,11 @@ from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.distributed import all_reduce_mean
-from seedzoo.training.encoder_specs import build_encoder, probe
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import DinoHead
 from seedzoo.training.methods.base import Batch, Method, TrainingProgress, register_method
 from seedzoo.training.optim import cosine_interpolation
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def pooled_and_region_features(backbone: nn.Module, images: torch.Tensor
@@ -223,14 +224,15 @@ class EsViT(Method):
         if not (view_loss or region_loss):
             raise SeedzooError("EsViT needs method.view_loss or method.region_loss (or both).")
         backbone = build_encoder(encoder)
-        pooled, tokens = probe(backbone, pooled_and_region_features)
 
         def head(input_dim: int) -> DinoHead:
             return DinoHead(input_dim, out_dim, hidden_dim=hidden_dim,
                             bottleneck_dim=bottleneck_dim, norm_last_layer=norm_last_layer)
 
-        self.student = DinoNetwork(backbone, head(pooled.shape[-1]) if view_loss else None,
-                                   head(tokens.shape[-1]) if region_loss else None)
+        # timm's num_features is the width of forward_features (the region tokens); the pooled
+        # feature can differ (MobileNet-v3's head_hidden_size)
+        self.student = DinoNetwork(backbone, head(feature_dim(backbone)) if view_loss else None,
+                                   head(backbone.num_features) if region_loss else None)
         self.teacher = _without_stochastic_layers(copy.deepcopy(self.student))
         self.teacher.requires_grad_(False)
         if view_loss:

@@ -15,10 +15,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from seedzoo.errors import SeedzooError
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.methods.supervised import top1
 from seedzoo.training.teachers import load_classifier_teacher, teacher_spec
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -68,7 +69,8 @@ class KD(Method):
         for module in (self.teacher, self.teacher_classifier):
             module.requires_grad_(False)
         self.encoder = build_encoder(student)
-        self.classifier = nn.Linear(feature_dim(self.encoder), num_classes)
+        self.classifier = nn.Linear(feature_dim(self.encoder),
+                                    num_classes or self.teacher_classifier.out_features)
         self.temperature, self.kd_weight, self.ce_weight = temperature, kd_weight, ce_weight
         self.teacher.eval()
         self.teacher_classifier.eval()
@@ -80,12 +82,16 @@ class KD(Method):
         self.teacher_classifier.eval()
         return self
 
+    @torch.no_grad()
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's logits (float32) for the student's ``images``."""
+        return self.teacher_classifier(self.teacher(images)).float()
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
         images = batch.views[0]
         student = self.classifier(self.encoder(images)).float()
-        with torch.no_grad():
-            teacher = self.teacher_classifier(self.teacher(images)).float()
+        teacher = self.teacher_logits(images)
         distill = kd_loss(student, teacher, self.temperature)
         ce = F.cross_entropy(student, batch.labels)
         return {"loss": self.kd_weight * distill + self.ce_weight * ce, "loss_kd": distill.detach(),

@@ -14,10 +14,11 @@ import torch.distributed as dist
 from torch.nn import functional as F
 
 from seedzoo.training.distributed import all_gather_cat, is_distributed, rank
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def info_nce(queries: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, *,
@@ -31,6 +32,14 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, *,
         logits = torch.cat([(queries * keys).sum(1, keepdim=True), queries @ queue.T], 1)
         targets = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
         return F.cross_entropy(logits / temperature, targets)
+
+
+@torch.no_grad()
+def update_momentum_copies(pairs, momentum: float) -> None:
+    """Move each momentum copy's parameters towards its online module's:
+    ``key = momentum * key + (1 - momentum) * online``, for every ``(online, key)`` of ``pairs``."""
+    for online, key in pairs:
+        torch._foreach_lerp_(list(key.parameters()), list(online.parameters()), 1.0 - momentum)
 
 
 @register_method("moco")
@@ -66,11 +75,6 @@ class MoCo(Method):
         self.temperature = temperature
         self.shuffle_bn = shuffle_bn
 
-    @torch.no_grad()
-    def _momentum_update(self) -> None:
-        for online, key in ((self.encoder, self.key_encoder), (self.head, self.key_head)):
-            torch._foreach_lerp_(list(key.parameters()), list(online.parameters()),
-                                 1.0 - self.momentum)
 
     @torch.no_grad()
     def _keys(self, images: torch.Tensor) -> torch.Tensor:
@@ -85,7 +89,8 @@ class MoCo(Method):
         self.check_views(views)
         queries = F.normalize(self.head(self.encoder(views[0])).float(), dim=1)
         if self.training:
-            self._momentum_update()
+            update_momentum_copies([(self.encoder, self.key_encoder), (self.head, self.key_head)],
+                                   self.momentum)
         keys = self._keys(views[1])
         # A copy: the queue is overwritten in place before backward needs it.
         loss = info_nce(queries, keys, self.queue.embeddings.clone(), temperature=self.temperature)

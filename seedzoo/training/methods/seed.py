@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seedzoo.training.encoder_specs import build_encoder, feature_dim
+from seedzoo.training.encoder_specs import build_encoder
 from seedzoo.training.heads import mlp_head
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
 from seedzoo.training.teachers import load_backbone, load_projection_head, teacher_spec
+from seedzoo.zoo.pretrained import feature_dim
 
 
 def seed_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, *,

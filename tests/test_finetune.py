@@ -1,0 +1,115 @@
+"""The finetune protocol: the whole encoder and a linear classifier trained on the few-shot label
+subsets (and all labels) of digits, on a tiny encoder at 16 px."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from seedzoo.cli import main
+from seedzoo.errors import SeedzooError
+from seedzoo.evaluation import evaluate, load_encoder
+from seedzoo.evaluation.finetune import FineTuneOptions, fine_tune, finetune_scores
+from seedzoo.zoo import create_encoder, save_pretrained
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+QUICK = ["--workers", "0", "--quiet", "--batch-size", "128"]
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    """A random tiny encoder at 16 px, saved as an encoder folder."""
+    torch.manual_seed(0)
+    model = create_encoder("test_resnet", pretrained_cfg_overlay={"input_size": (3, 16, 16)})
+    return save_pretrained(model, tmp_path_factory.mktemp("finetune") / "encoder")
+
+
+def test_finetune_beats_chance_on_the_few_shot_subsets_and_records_its_settings(
+        encoder_folder, tmp_path, capsys):
+    out = tmp_path / "finetune.json"
+    code = main(["eval", "--model", str(encoder_folder), "--dataset", "digits",
+                 "--protocol", "fewshot,finetune", "--limit-train", "600", "--limit-test", "200",
+                 "--seed", "3",
+                 "--probe-epochs", "1", "--probe-min-steps", "10",
+                 "--finetune-fractions", "0.01,0.1,1", "--finetune-epochs", "2",
+                 "--finetune-min-steps", "20", "--finetune-lr", "0.05",
+                 "--finetune-batch-size", "32", "--finetune-weight-decay", "0.0001",
+                 "--no-finetune-augment", "--no-cache", "--out", str(out), *QUICK])
+    assert code == 0
+    assert "finetune_100pct_top1" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    metrics, config = report["metrics"], report["config"]
+    for fraction in ("1pct", "10pct", "100pct"):
+        assert 0 <= metrics[f"finetune_{fraction}_top1"] <= metrics[f"finetune_{fraction}_top5"]
+    assert metrics["finetune_100pct_top1"] > 0.5  # chance is 0.1
+    tuned = config["finetune"]
+    assert {key: tuned[key] for key in ("fractions", "epochs", "min_steps", "lr", "batch_size",
+                                        "weight_decay", "augment")} == {
+        "fractions": [0.01, 0.1, 1.0], "epochs": 2, "min_steps": 20, "lr": 0.05,
+        "batch_size": 32, "weight_decay": 0.0001, "augment": False}
+    assert config["seed"] == 3 and config["protocols"] == ["fewshot", "finetune"]
+    assert "RandomResizedCrop" not in tuned["transform"]
+    for fraction in ("1pct", "10pct"):  # the few-shot probes' subsets, image for image
+        assert tuned[fraction]["subset_sha256"] == config["fewshot"][fraction]["subset_sha256"]
+        assert tuned[fraction]["train_size"] == config["fewshot"][fraction]["train_size"]
+    assert tuned["100pct"]["train_size"] == config["train_size"] == 600
+    assert tuned["1pct"]["steps"] == 20 and tuned["100pct"]["steps"] == 2 * (600 // 32)
+    assert config["test_size"] == tuned["test_size"] == 200
+    assert report["seconds"]["finetune"] > 0
+
+
+def test_finetune_is_deterministic_for_a_seed(encoder_folder):
+    model = load_encoder(str(encoder_folder))
+    options = FineTuneOptions(fractions=[0.1], epochs=1, min_steps=8, batch_size=16)
+
+    def run(seed):
+        return finetune_scores(model, "digits", spec="tiny", options=options, seed=seed,
+                               limit_test=100, progress=False)
+
+    first, second, other = run(0), run(0), run(1)
+    assert first == second
+    assert first[1]["10pct"]["final_loss"] != other[1]["10pct"]["final_loss"]
+    assert "RandomResizedCrop" in first[1]["transform"]  # augmented by default
+
+
+def test_fine_tune_leaves_the_encoder_and_the_global_generators_alone(encoder_folder):
+    from torch.utils.data import TensorDataset
+
+    model = load_encoder(str(encoder_folder))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = TensorDataset(torch.randn(12, 3, 16, 16), torch.arange(12) % 3)
+    random.seed(11)
+    torch.manual_seed(11)
+    python_state, torch_state = random.getstate(), torch.get_rng_state()
+    tuned, trained = fine_tune(model, images, 3, options=FineTuneOptions(min_steps=3),
+                               progress=False)
+    assert random.getstate() == python_state and torch.equal(torch.get_rng_state(), torch_state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not tuned.training and tuned.num_classes == 3 and trained["steps"] == 5
+    assert any(not torch.equal(before[k], v) for k, v in tuned.encoder.state_dict().items())
+
+
+@pytest.mark.parametrize("option, value", [("fractions", [0.0]), ("fractions", []),
+                                           ("lr", 0.0), ("epochs", 0), ("weight_decay", -1.0)])
+def test_bad_finetune_options_are_refused_before_any_work(option, value):
+    with pytest.raises(SeedzooError, match=f"fine-tuning option {option} must be"):
+        evaluate(load_encoder("pixels"), "no-such-dataset", spec="pixels", protocols=["knn"],
+                 finetune_options={option: value})
+
+
+def test_pixels_are_refused_with_what_to_use_instead(capsys):
+    assert main(["eval", "--model", "pixels", "--dataset", "digits", "--protocol",
+                 "knn,finetune", *QUICK]) == 2
+    error = capsys.readouterr().err
+    assert "no weights to fine-tune" in error and "frozen protocols (knn, linear, fewshot)" in error
+
+
+@pytest.mark.parametrize("flag, value", [("--finetune-fractions", "0.5,1.5"),
+                                         ("--finetune-fractions", "0"),
+                                         ("--finetune-lr", "0"), ("--finetune-epochs", "0")])
+def test_cli_refuses_bad_finetune_values(flag, value, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "pixels", "--dataset", "digits", flag, value])
+    assert flag in capsys.readouterr().err
