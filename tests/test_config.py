@@ -77,6 +77,8 @@ def test_linear_scaling_rule_unless_lr_is_given():
     ({"method": {"name": "x"}, "train": {"knn_monitor": {"every_epochs": -1}}},
      r"train\.knn_monitor\.every_epochs must not be negative"),
     ({"method": {"name": "x"}, "train": {"grad_clip": -1.0}}, r"train\.grad_clip must be positive"),
+    ({"method": {"name": "x"}, "train": {"weight_decay": 0.0, "weight_decay_end": 0.4}},
+     r"train\.weight_decay_end schedules"),
     ({"method": {"name": "x"}, "data": {"std": [0.5, 0, 0.5]}}, r"data\.std positive"),
     ({"method": {"name": "x"}, "data": {"mean": [0.5, float("nan"), 0.5]}},
      r"data\.mean must be finite"),

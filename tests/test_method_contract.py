@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import trainer_helpers  # noqa: F401  (registers the trainer's toy methods: they keep it too)
 from torch import nn
+from trainer_helpers import TINY_SWIN  # importing it registers the toy methods: they keep it too
 
 from seedzoo.errors import SeedzooError
 from seedzoo.training.encoder_specs import build_encoder
-from seedzoo.training.methods import Batch, build_method, list_methods
+from seedzoo.training.methods import Batch, TrainingProgress, build_method, list_methods
 from seedzoo.zoo.pretrained import MLPClassifier, save_classifier, save_pretrained
 
 TINY_ENCODER = {"arch": "test_resnet", "pretrained_cfg": {"input_size": [3, 32, 32]}}
@@ -64,6 +64,7 @@ TINY = {
              "peer_weights": [100, 1], "student": "peer1", "dim": 8, "hidden_dim": 16},
     "crd": {"student": TINY_ENCODER, "teacher": {"source": "timm:test_resnet"}, "feat_dim": 8,
             "nce_k": 6},
+    "esvit": {"encoder": TINY_SWIN, "out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8},
     "finetune": {"pretrained": tiny_pretrained_run(), "head_layers": 1},
     "simclrv2_distill": {"student": TINY_ENCODER, "teacher": tiny_classifier_teacher(),
                          "temperature": 0.5, "label_weight": 0.5},
@@ -112,8 +113,26 @@ def test_forward_returns_a_finite_scalar_loss_that_backpropagates(name):
     assert all(value.ndim == 0 for value in outputs.values())
     assert torch.isfinite(outputs["loss"])
     outputs["loss"].backward()
-    for encoder in method.encoders().values():
-        assert any(p.grad is not None for p in encoder.parameters())
+    assert any(p.grad is not None for p in method.parameters())
+    for encoder in method.encoders().values():  # trained by gradients, or a momentum copy
+        trainable = [p for p in encoder.parameters() if p.requires_grad]
+        assert not trainable or any(p.grad is not None for p in trainable)
+
+
+def test_a_training_step_with_its_hooks_changes_every_exported_network(name):
+    method = build(name).train()
+    before = {key: [p.detach().clone() for p in encoder.parameters()]
+              for key, encoder in method.encoders().items()}
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+    method.start_step(TrainingProgress(step=0, total_steps=10, steps_per_epoch=5))
+    method(full_batch(method))["loss"].backward()
+    for parameter in method.frozen_parameters():
+        parameter.grad = None
+    optimizer.step()
+    method.finish_step()
+    for key, encoder in method.encoders().items():
+        assert any(not torch.equal(p, old) for p, old in
+                   zip(encoder.parameters(), before[key], strict=True)), key
 
 
 def test_state_dict_round_trip_resumes_exactly(name):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from trainer_helpers import torchrun_train
+from trainer_helpers import tiny_swin, torchrun_train
 
 import seedzoo
 from seedzoo.training.encoder_specs import build_encoder
@@ -31,6 +31,8 @@ METHODS = {
     "kd": lambda tmp: {"student": TINY, "teacher": classifier_teacher(tmp / "teacher")},
     "crd": lambda tmp: {"student": TINY, "teacher": {"source": "timm:test_resnet"},
                         "feat_dim": 8, "nce_k": 16},
+    "esvit": lambda tmp: {"encoder": tiny_swin(16), "out_dim": 32, "hidden_dim": 16,
+                          "bottleneck_dim": 8},
     "dogo": lambda tmp: {"peers": [TINY, {"arch": "test_efficientnet"}], "dim": 8,
                          "hidden_dim": 16, "peer_weights": [100, 1]},
 }

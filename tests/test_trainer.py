@@ -281,6 +281,29 @@ def test_warmup_then_cosine_schedule():
         0.6 * warmup_cosine(10, total_steps=20, warmup_steps=3, final_ratio=0.1))
 
 
+def test_weight_decay_follows_a_cosine_to_its_end_value_on_decayed_groups_only():
+    weight, bias = torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.AdamW([{"params": [weight], "weight_decay": 0.04},
+                                   {"params": [bias], "weight_decay": 0.0}], lr=0.1)
+    schedule = WarmupCosineSchedule(optimizer, total_steps=4, warmup_steps=1,
+                                    weight_decay_end=0.4)
+    seen = []
+    for _ in range(4):
+        seen.append([group["weight_decay"] for group in optimizer.param_groups])
+        optimizer.step()
+        schedule.step()
+    expected = [0.4 - 0.36 * 0.5 * (1 + math.cos(math.pi * i / 4)) for i in range(4)]
+    assert [decayed for decayed, _ in seen] == pytest.approx(expected)  # 0.04, ..., no warm-up
+    assert all(undecayed == 0.0 for _, undecayed in seen)
+
+    # A resume restores the recipe's values, then the schedule's position.
+    optimizer.param_groups[0]["weight_decay"] = 0.04
+    resumed = WarmupCosineSchedule(optimizer, total_steps=4, warmup_steps=1,
+                                   weight_decay_end=0.4)
+    resumed.load_state_dict(schedule.state_dict())
+    assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(0.4)  # after step 4 of 4
+
+
 def test_checkpoint_files_are_read_safely(tmp_path, uninterrupted):
     reference, _ = uninterrupted
     data = (reference / "checkpoint.pt").read_bytes()

@@ -15,7 +15,8 @@ def gray_image(size=28, seed=0):
 
 
 @pytest.mark.parametrize("name, count", [("moco_v2", 2), ("simclr", 2), ("single", 1),
-                                         ("multicrop", 8), ("seed_small_patch", 7)])
+                                         ("multicrop", 8), ("seed_small_patch", 7),
+                                         ("dino", 10)])
 def test_recipes_give_normalised_rgb_views_of_the_asked_size(name, count):
     views = build_views(name, image_size=32, mean=MEAN, std=STD)(gray_image())
     assert len(views) == count
@@ -28,6 +29,14 @@ def test_multicrop_sizes_and_counts_are_options():
     views = build_views("multicrop", image_size=64, mean=MEAN, std=STD, global_crops=1,
                         small_crops=3, small_size=24)(gray_image(48))
     assert [tuple(v.shape[-2:]) for v in views] == [(64, 64)] + [(24, 24)] * 3
+
+
+def test_dino_views_are_two_global_then_local_views_that_refuse_per_view_options():
+    views = build_views("dino", image_size=32, mean=MEAN, std=STD, local_crops=3,
+                        local_size=16)(gray_image())
+    assert [v.shape[-1] for v in views] == [32, 32, 16, 16, 16]
+    with pytest.raises(SeedzooError, match="blur_probability per view"):
+        build_views("dino", image_size=32, mean=MEAN, std=STD, blur_probability=0.5)
 
 
 def test_views_depend_only_on_torch_rng():

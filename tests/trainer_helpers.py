@@ -1,5 +1,5 @@
 """A tiny method and recipe for the trainer's tests (the trainer knows nothing of real methods),
-and Batch construction for the methods' tests."""
+a tiny Swin encoder spec, and Batch construction for the methods' tests."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ from torch.nn import functional as F
 from seedzoo.training.methods.base import Batch, Method, register_method
 from seedzoo.training.queue import EmbeddingQueue
 from seedzoo.zoo.pretrained import create_encoder
+
+
+def tiny_swin(image_size: int = 32) -> dict:
+    """The encoder spec of a two-stage Swin for ``image_size`` px images that also takes other
+    sizes (multi-crop's local views), without stochastic depth, so that a forward pass draws
+    nothing random."""
+    return {"arch": "swin_tiny_patch4_window7_224",
+            "model_args": {"img_size": image_size, "patch_size": 4, "window_size": 4,
+                           "embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2],
+                           "strict_img_size": False, "drop_path_rate": 0.0},
+            "pretrained_cfg": {"input_size": [3, image_size, image_size]}}
+
+
+TINY_SWIN = tiny_swin()
 
 
 @register_method("toy_contrastive")

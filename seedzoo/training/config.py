@@ -77,6 +77,7 @@ class TrainConfig:
     base_lr: float = 0.03
     min_lr: float = 0.0                   # lr at the end of the cosine
     weight_decay: float = 1e-4            # never applied to norms and biases
+    weight_decay_end: float | None = None  # cosine from weight_decay to this; null = constant
     momentum: float = 0.9                 # sgd and lars
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     warmup_epochs: float = 0.0            # linear warm-up, then cosine decay, per step
@@ -152,9 +153,14 @@ def validate(config: Config) -> Config:
                            f"{config.data.mean} and std {config.data.std}.")
     for where, value in (("train.lr", train.lr), ("train.base_lr", train.base_lr),
                          ("train.min_lr", train.min_lr),
-                         ("train.weight_decay", train.weight_decay)):
+                         ("train.weight_decay", train.weight_decay),
+                         ("train.weight_decay_end", train.weight_decay_end)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise SeedzooError(f"{where} must be a finite number >= 0, got {value}.")
+    if train.weight_decay_end is not None and train.weight_decay == 0:
+        raise SeedzooError("train.weight_decay_end schedules the weight decay from "
+                           "train.weight_decay, which is 0; set train.weight_decay > 0 (the "
+                           "schedule's start) or train.weight_decay_end=null.")
     for where, value in (("train.momentum", train.momentum), *(
             (f"train.betas[{i}]", beta) for i, beta in enumerate(train.betas))):
         if not 0 <= value < 1:

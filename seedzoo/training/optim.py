@@ -1,4 +1,5 @@
-"""Optimisers (SGD, AdamW, LARS) and the per-step warm-up + cosine learning-rate schedule."""
+"""Optimisers (SGD, AdamW, LARS) and the per-step warm-up + cosine learning-rate schedule (with an
+optional cosine weight-decay schedule)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,11 @@ def build_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: flo
     raise SeedzooError(f"Unknown optimizer {name!r}; use sgd, adamw or lars.")
 
 
+def cosine_interpolation(start: float, end: float, progress: float) -> float:
+    """``start`` at ``progress`` 0, ``end`` at 1, along half a cosine (DINO's schedules)."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, final_ratio: float = 0.0):
     """Fraction of the peak lr at ``step`` (0-based): linear ramp over ``warmup_steps`` (reaching
     the peak at the last warm-up step), then a cosine towards ``final_ratio``, which it would
@@ -87,16 +93,25 @@ def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, final_ratio
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cosine_interpolation(1.0, final_ratio, progress)
 
 
 class WarmupCosineSchedule(LRScheduler):
-    """Per-step :func:`warmup_cosine` schedule; call ``step()`` after every optimiser step."""
+    """Per-step :func:`warmup_cosine` schedule; call ``step()`` after every optimiser step.
 
-    def __init__(self, optimizer, *, total_steps: int, warmup_steps: int, final_ratio: float = 0.0):
+    With ``weight_decay_end``, the weight decay of every group that has some follows a cosine
+    from its initial value to ``weight_decay_end`` over all steps, without warm-up (DINO's
+    schedule: the decay at step ``i`` is ``cosine_interpolation(wd, wd_end, i / total_steps)``);
+    groups without weight decay (norms and biases) keep none.
+    """
+
+    def __init__(self, optimizer, *, total_steps: int, warmup_steps: int, final_ratio: float = 0.0,
+                 weight_decay_end: float | None = None):
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.final_ratio = final_ratio
+        self.weight_decay_end = weight_decay_end
+        self.base_weight_decays = [group["weight_decay"] for group in optimizer.param_groups]
         super().__init__(optimizer)
 
     def get_lr(self) -> list[float]:
@@ -104,12 +119,26 @@ class WarmupCosineSchedule(LRScheduler):
                                warmup_steps=self.warmup_steps, final_ratio=self.final_ratio)
         return [base_lr * factor for base_lr in self.base_lrs]
 
+    def step(self) -> None:
+        super().step()
+        self._set_weight_decay()
+
+    def _set_weight_decay(self) -> None:
+        if self.weight_decay_end is None:
+            return
+        progress = min(1.0, self.last_epoch / max(1, self.total_steps))
+        for group, base in zip(self.optimizer.param_groups, self.base_weight_decays, strict=True):
+            if base > 0:
+                group["weight_decay"] = cosine_interpolation(base, self.weight_decay_end, progress)
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the position in the schedule but keep this schedule's shape and peak lrs, so
         a resumed run follows its current recipe (e.g. more epochs); for the same recipe nothing
         changes."""
-        shape = ("base_lrs", "total_steps", "warmup_steps", "final_ratio")
+        shape = ("base_lrs", "total_steps", "warmup_steps", "final_ratio", "weight_decay_end",
+                 "base_weight_decays")
         super().load_state_dict({k: v for k, v in state_dict.items() if k not in shape})
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._set_weight_decay()

@@ -61,6 +61,7 @@ from seedzoo.training.config import Config, DataConfig, save_config
 from seedzoo.training.methods.base import (
     Batch,
     Method,
+    TrainingProgress,
     build_method,
     method_needs_labels,
     method_options,
@@ -365,7 +366,8 @@ class Trainer:
         self.scheduler = WarmupCosineSchedule(
             self.optimizer, total_steps=self.total_steps,
             warmup_steps=round(opt.warmup_epochs * self.steps_per_epoch),
-            final_ratio=opt.min_lr / self.lr if self.lr else 0.0)
+            final_ratio=opt.min_lr / self.lr if self.lr else 0.0,
+            weight_decay_end=opt.weight_decay_end)
         self.scaler = torch.amp.GradScaler(device.type, enabled=opt.precision == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.precision)
 
@@ -543,10 +545,13 @@ class Trainer:
         return opt.max_steps is None or self.global_step < opt.max_steps
 
     def train_step(self, batch: Batch) -> dict[str, float]:
-        """Forward, loss check, backward and update; returns the metrics averaged over processes."""
+        """Forward, loss check, backward and update, with the method's step hooks around them;
+        returns the metrics averaged over processes."""
         opt = self.config.train
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else nullcontext())
+        self.method.start_step(TrainingProgress(self.global_step, self.total_steps,
+                                                self.steps_per_epoch))
         with autocast:
             outputs = self.model(batch)
         names = sorted(outputs)
@@ -560,9 +565,12 @@ class Trainer:
         if opt.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), opt.grad_clip)
+        for parameter in self.method.frozen_parameters():
+            parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self.method.finish_step()
         return metrics
 
     def _stop_non_finite(self, what: str, step: int):

@@ -8,11 +8,16 @@ one PIL image into the list of normalised ``(3, S, S)`` float tensors a method e
 - ``single``: one MoCo-v2 view (SEED feeds the same view to teacher and student);
 - ``multicrop``: ``global_crops`` views of ``image_size`` then ``small_crops`` views of
   ``small_size`` (SwAV-style multi-crop);
-- ``seed_small_patch``: multicrop with one global view and six small patches (SEED's option).
+- ``seed_small_patch``: multicrop with one global view and six small patches (SEED's option);
+- ``dino``: DINO's (and EsViT's) multi-crop: two global views of ``image_size`` (scale 0.4-1,
+  the first always blurred, the second blurred with probability 0.1 and solarised with 0.2)
+  and ``local_crops`` (8) local views of ``local_size`` (scale 0.05-0.4, blur 0.5), with
+  DINO's colour jitter (0.4, 0.4, 0.2, 0.1) and bicubic crops.
 
 Everything scales with the output size, so the same recipes serve 28-64 px data: the blur
-kernel is about 10% of the crop side (as in SimCLR) and never below 3, and small crops default
-to 96/224 of ``image_size``. Grayscale, palette and RGBA images are converted to RGB first.
+kernel is about 10% of the crop side (as in SimCLR) and never below 3, and small crops (and
+local views) default to 96/224 of ``image_size``. Grayscale, palette and RGBA images are
+converted to RGB first.
 Only torch's random generator is used: seeding torch before a call makes its views reproducible.
 """
 
@@ -51,7 +56,8 @@ def augmentation(image_size: int, mean: Sequence[float], std: Sequence[float], *
                  jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1),
                  jitter_probability: float = 0.8, grayscale_probability: float = 0.2,
                  blur_probability: float = 0.5, blur_sigma: Sequence[float] = (0.1, 2.0),
-                 flip_probability: float = 0.5, interpolation: str = "bilinear") -> v2.Compose:
+                 solarize_probability: float = 0.0, flip_probability: float = 0.5,
+                 interpolation: str = "bilinear") -> v2.Compose:
     """One random view: the MoCo-v2 augmentation with every strength as an option."""
     steps = [ToRGB(),  # PIL kernels: about twice as fast as uint8 tensors for these sizes
              v2.RandomResizedCrop(image_size, scale=tuple(crop_scale),
@@ -63,6 +69,8 @@ def augmentation(image_size: int, mean: Sequence[float], std: Sequence[float], *
     if blur_probability > 0:
         blur = v2.GaussianBlur(blur_kernel_size(image_size), sigma=tuple(blur_sigma))
         steps.append(v2.RandomApply([blur], p=blur_probability))
+    if solarize_probability > 0:
+        steps.append(v2.RandomSolarize(threshold=128, p=solarize_probability))
     if flip_probability > 0:
         steps.append(v2.RandomHorizontalFlip(p=flip_probability))
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
@@ -90,10 +98,32 @@ def _multicrop(image_size, mean, std, *, global_crops: int = 2, small_crops: int
                small_scale: Sequence[float] = (0.05, 0.14), **options) -> MultiView:
     if "crop_scale" in options:
         raise SeedzooError("multicrop views take global_scale and small_scale, not crop_scale.")
-    small_size = small_size or max(8, round(image_size * 96 / 224))
     big = augmentation(image_size, mean, std, crop_scale=global_scale, **options)
-    small = augmentation(small_size, mean, std, crop_scale=small_scale, **options)
+    small = augmentation(small_size or _small_size(image_size), mean, std, crop_scale=small_scale,
+                         **options)
     return MultiView([big] * global_crops + [small] * small_crops)
+
+
+def _small_size(image_size: int) -> int:
+    """The side of multi-crop's small views: 96/224 of the global side (at least 8)."""
+    return max(8, round(image_size * 96 / 224))
+
+
+def _dino(image_size, mean, std, *, local_crops: int = 8, local_size: int | None = None,
+          global_scale: Sequence[float] = (0.4, 1.0), local_scale: Sequence[float] = (0.05, 0.4),
+          **options) -> MultiView:
+    fixed = sorted({"crop_scale", "blur_probability", "solarize_probability"} & set(options))
+    if fixed:
+        raise SeedzooError(f"dino views set {', '.join(fixed)} per view; give global_scale, "
+                           "local_scale and the other augmentation options instead.")
+    options = {"jitter": (0.4, 0.4, 0.2, 0.1), "interpolation": "bicubic", **options}
+    first = augmentation(image_size, mean, std, crop_scale=global_scale, blur_probability=1.0,
+                         **options)
+    second = augmentation(image_size, mean, std, crop_scale=global_scale, blur_probability=0.1,
+                          solarize_probability=0.2, **options)
+    local = augmentation(local_size or _small_size(image_size), mean, std,
+                         crop_scale=local_scale, blur_probability=0.5, **options)
+    return MultiView([first, second] + [local] * local_crops)
 
 
 def _seed_small_patch(image_size, mean, std, *, small_crops: int = 6, **options) -> MultiView:
@@ -106,6 +136,7 @@ VIEWS: dict[str, Callable[..., MultiView]] = {
     "single": _single,
     "multicrop": _multicrop,
     "seed_small_patch": _seed_small_patch,
+    "dino": _dino,
 }
 
 

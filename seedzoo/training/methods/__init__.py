@@ -3,6 +3,7 @@
 from seedzoo.training.methods import (  # noqa: F401  (registers the methods)
     crd,
     dogo,
+    esvit,
     finetune,
     kd,
     moco,
@@ -14,6 +15,7 @@ from seedzoo.training.methods import (  # noqa: F401  (registers the methods)
 from seedzoo.training.methods.base import (
     Batch,
     Method,
+    TrainingProgress,
     build_method,
     list_methods,
     method_builder,
@@ -22,5 +24,5 @@ from seedzoo.training.methods.base import (
     register_method,
 )
 
-__all__ = ["Batch", "Method", "build_method", "list_methods", "method_builder",
-           "method_needs_labels", "method_options", "register_method"]
+__all__ = ["Batch", "Method", "TrainingProgress", "build_method", "list_methods",
+           "method_builder", "method_needs_labels", "method_options", "register_method"]

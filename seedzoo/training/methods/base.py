@@ -25,7 +25,16 @@ method declares:
 - in eval mode (``method.eval()``) a forward pass computes the loss and changes no state: no
   enqueue, no momentum update, no buffer write;
 - everything a resume needs (queues, pointers, momentum encoders, frozen teachers) lives in its
-  parameters and registered buffers, so ``state_dict()`` holds it.
+  parameters and registered buffers, so ``state_dict()`` holds it;
+- a method with schedules of its own, or updates that follow the optimiser, uses the step hooks
+  (no-ops by default), which the trainer calls around every training step, in this order:
+  ``start_step(progress)`` before the forward pass, with the :class:`TrainingProgress` of the
+  step about to be taken (a function of it, e.g. a temperature warm-up, resumes exactly, since
+  the trainer's checkpoint holds the position); ``frozen_parameters()`` after backward and
+  gradient clipping: the parameters whose gradients are dropped this step, which the optimiser
+  then leaves untouched (e.g. a head's last layer in the first epoch); ``finish_step()`` after
+  the optimiser step (e.g. a momentum teacher's update from the new weights). Without a trainer
+  (or before the first ``start_step``) a method behaves as at step 0.
 
 A new method, in its own module (imported by ``seedzoo/training/methods/__init__.py``)::
 
@@ -62,7 +71,8 @@ from seedzoo.errors import SeedzooError
 
 _METHODS: dict[str, Callable[..., Method]] = {}
 # Methods of the contract that a submodule attribute must not shadow.
-_CONTRACT_NAMES = ("encoders", "classifiers", "describe", "check_views")
+_CONTRACT_NAMES = ("encoders", "classifiers", "describe", "check_views", "start_step",
+                   "frozen_parameters", "finish_step")
 
 #: What the trainer knows of its data, given to the builders whose signature names it.
 DATA_CONTEXT = ("dataset_size", "num_classes")
@@ -84,6 +94,25 @@ class Batch(NamedTuple):
                       for v in self.views],
                      self.labels.to(device, non_blocking=non_blocking),
                      self.indices.to(device, non_blocking=non_blocking))
+
+
+class TrainingProgress(NamedTuple):
+    """Where a run stands at a training step: ``step`` is the 0-based index of the step about
+    to be taken, of ``total_steps`` in all, ``steps_per_epoch`` a full epoch."""
+
+    step: int
+    total_steps: int
+    steps_per_epoch: int
+
+    @property
+    def epoch(self) -> int:
+        """The 0-based epoch the step belongs to."""
+        return self.step // self.steps_per_epoch
+
+    @property
+    def fraction(self) -> float:
+        """The part of the run done before this step, in [0, 1)."""
+        return self.step / self.total_steps
 
 
 class Method(nn.Module):
@@ -110,6 +139,16 @@ class Method(nn.Module):
     def describe(self) -> str | None:
         """What the trainer prints once before training (None: nothing)."""
         return None
+
+    def start_step(self, progress: TrainingProgress) -> None:
+        """Called by the trainer before each training step's forward pass (nothing by default)."""
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimiser leaves untouched this step (none by default)."""
+        return []
+
+    def finish_step(self) -> None:
+        """Called by the trainer after each optimiser step (nothing by default)."""
 
     def __setattr__(self, name: str, value) -> None:
         # A submodule stored under a contract method's name would be hidden by the method.
