@@ -52,7 +52,11 @@ def test_shipped_catalog_entries_have_real_figures_and_cards():
         assert entry["hub"]["revision"], entry["name"]
         card = REPOSITORY / DEFAULT_CARDS_DIR / entry["name"] / "README.md"
         assert card.is_file() and entry["card"] == str(card.relative_to(REPOSITORY)), entry["name"]
-    assert [e.name for e in seedzoo.list_models()] == [e["name"] for e in entries]
+    listed = seedzoo.list_models()
+    assert sorted(e.name for e in listed) == sorted(e["name"] for e in entries)
+    for before, after in zip(listed, listed[1:]):  # per architecture, best k-NN first
+        assert (before.architecture, -before.top1("fashion-mnist", "knn")) <= \
+            (after.architecture, -after.top1("fashion-mnist", "knn"))
 
 
 def test_empty_catalog_says_so(catalog, capsys):

@@ -135,9 +135,18 @@ def _entry(record, position: str, path: Path) -> ModelEntry:
     return ModelEntry(**record)
 
 
+def _best_first(entry: ModelEntry) -> tuple:
+    """Sort key: by architecture, then the best k-NN top-1 (on the first evaluated dataset)."""
+    dataset = next(iter(entry.evaluations), "")
+    knn = entry.top1(dataset, "knn")
+    return entry.architecture, -(knn if knn is not None else -1.0), entry.name
+
+
 def list_models(pattern: str = "*") -> list[ModelEntry]:
-    """Catalog entries whose name matches ``pattern`` (shell-style, as ``timm.list_models``)."""
-    return [entry for entry in _read(catalog_path()) if fnmatch.fnmatch(entry.name, pattern)]
+    """Catalog entries whose name matches ``pattern`` (shell-style, as ``timm.list_models``),
+    grouped by architecture, best k-NN top-1 first."""
+    return sorted((entry for entry in _read(catalog_path())
+                   if fnmatch.fnmatch(entry.name, pattern)), key=_best_first)
 
 
 def find_entry(name: str) -> ModelEntry | None:
