@@ -10,7 +10,9 @@ and backward plus the frozen teacher's forward, nothing else. The teacher distil
 style 128-d projection, as SEED's reference code does (random weights: speed only).
 
 ``--method crd`` times a CRD step instead: the two linear embeddings, K negatives per anchor
-gathered from both memory banks, the symmetric NCE loss and the banks' momentum update. The
+gathered from both memory banks, the symmetric NCE loss and the banks' momentum update; a third
+timing is that memory work alone (negatives, gathers, scores, NCE and its backward), so the
+report shows what the networks, CRD's contrast and the rest of the step each take. The
 banks have ``--bank-size`` rows (default ImageNet's 1,281,167: the benchmark enlarges the
 method's banks after building it on the small digits set; the step's time depends on K, not on N)
 and the teacher's pooled backbone features are embedded (no projection head).
@@ -152,7 +154,7 @@ def run_dogo(args) -> dict:
             for trainer in simclr:
                 trainer.train_step(batch)
 
-        step_times, reference_times = interleaved(dogo_step, simclr_steps, device, args)
+        step_times, reference_times = interleaved(dogo_step, simclr_steps, device=device, args=args)
 
     step, reference = statistics.median(step_times), statistics.median(reference_times)
     result = {
@@ -166,17 +168,40 @@ def run_dogo(args) -> dict:
                   ("DoGo training step", step), ("each peer's own SimCLR step, summed", reference))
 
 
-def interleaved(step, reference, device: torch.device, args) -> tuple[list, list]:
-    """Seconds of ``args.repeats`` calls of each, after ``args.warmup`` untimed ones, taking
-    turns so that load changes hit both sides alike."""
+def crd_contrast(method, indices: torch.Tensor, device: torch.device):
+    """CRD's memory work alone, as its forward does it: K negatives per anchor drawn, both banks'
+    rows gathered, the scores, both NCE terms and their backward to the two embeddings."""
+    from torch.nn import functional as F
+
+    from seedzoo.training.methods.crd import contrast_scores, nce_criterion, sample_negatives
+
+    size, dim = method.student_bank.shape
+
+    def contrast():
+        anchors = [F.normalize(torch.randn(len(indices), dim, device=device), dim=1)
+                   .requires_grad_() for _ in range(2)]
+        candidates = torch.cat([indices[:, None],
+                                sample_negatives(indices, size, method.nce_k)], 1)
+        loss = sum(nce_criterion(contrast_scores(anchor, bank[candidates],
+                                                 temperature=method.nce_t) / size, size)
+                   for anchor, bank in zip(anchors, (method.teacher_bank, method.student_bank),
+                                           strict=True))
+        loss.backward()
+
+    return contrast
+
+
+def interleaved(*functions, device: torch.device, args) -> list[list[float]]:
+    """Seconds of ``args.repeats`` calls of each function, after ``args.warmup`` untimed ones,
+    taking turns so that load changes hit every side alike."""
     for _ in range(args.warmup):
-        step()
-        reference()
-    step_times, reference_times = [], []
+        for function in functions:
+            function()
+    times = [[] for _ in functions]
     for _ in range(args.repeats):
-        step_times.append(timed(step, device))
-        reference_times.append(timed(reference, device))
-    return step_times, reference_times
+        for function, measured in zip(functions, times, strict=True):
+            measured.append(timed(function, device))
+    return times
 
 
 def report(result: dict, args, heading: str, *lines: tuple[str, float]) -> dict:
@@ -245,9 +270,15 @@ def main(argv=None) -> dict:
                 student.float().sum().backward()
             method.zero_grad(set_to_none=True)
 
-        step_times, network_times = interleaved(seed_step, networks, device, args)
+        sides = [seed_step, networks]
+        if args.method == "crd":
+            sides.append(crd_contrast(method, batch.indices.to(device), device))
+        step_times, network_times, *contrast_times = interleaved(*sides, device=device,
+                                                                 args=args)
 
     step, reference = statistics.median(step_times), statistics.median(network_times)
+    contrast = [("CRD contrast alone (banks, NCE, backward)", statistics.median(contrast_times[0]))
+                ] if contrast_times else []
     result = {
         "method": args.method, "teacher": args.teacher, "student": args.student,
         "image_size": args.image_size,
@@ -258,12 +289,14 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(), "repeats": args.repeats,
         "seed_step_s": step, "networks_s": reference, "ratio": step / reference,
         "seed_step_times_s": step_times, "networks_times_s": network_times,
+        **({"contrast_s": contrast[0][1], "contrast_times_s": contrast_times[0]}
+           if contrast else {}),
     }
     memory = (f"K {args.nce_k}, bank {args.bank_size}" if args.method == "crd"
               else f"queue {args.queue_size}")
     return report(result, args, f"{args.method}: {args.teacher} -> {args.student}, {memory}",
                   (f"{args.method.upper()} training step", step),
-                  ("student fwd+bwd + teacher fwd", reference))
+                  ("student fwd+bwd + teacher fwd", reference), *contrast)
 
 
 if __name__ == "__main__":
