@@ -41,6 +41,12 @@ ratio = (one DoGo training step of the trainer) / (the sum of each peer's own Si
 on the same batch of two SimCLR views, each side a full ``Trainer.train_step`` (same heads,
 optimiser and schedule), so the ratio is what DoGo adds to training the peers separately: the
 N x N similarity matrices and their KL terms (target: at most 1.10). ``--queue-size`` is unused.
+
+``--method esvit`` times EsViT's step from ``--recipe`` (default the Fashion-MNIST micro Swin;
+its views and heads, on digits, ``--batch-size`` images) against the bare backbones: the
+student's forward and backward over every view and the teacher's forward over the two global
+views. The difference is the two DINO heads (view level and on every region token), the region
+matching, the losses, the centres and the teacher's EMA (target: at most 1.3).
 """
 
 from __future__ import annotations
@@ -168,6 +174,55 @@ def run_dogo(args) -> dict:
                   ("DoGo training step", step), ("each peer's own SimCLR step, summed", reference))
 
 
+def run_esvit(args) -> dict:
+    """EsViT's training step against its networks' bare work: the student backbone's forward
+    and backward over every view (one pass per run of same-size views, as the method batches
+    them) and the teacher backbone's forward over the two global views."""
+    from seedzoo.training import distributed
+    from seedzoo.training.config import load_config
+    from seedzoo.training.trainer import Trainer
+
+    config = load_config(args.recipe, [
+        "data.dataset=digits", f"data.batch_size={args.batch_size}", "data.workers=0",
+        "data.limit=null", "train.epochs=1", f"train.precision={args.precision}",
+        "train.knn_monitor.every_epochs=0"])
+    args.image_size = config.data.image_size
+    device = distributed.init_from_env(use_cuda=torch.cuda.is_available())
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, Path(tmp) / "run", device)
+        method = trainer.method.train()
+        batch = next(iter(trainer.loader)).to(device, memory_format=trainer.memory_format)
+        views = batch.views
+        groups = [[v for v in views if v.shape == shape]
+                  for shape in dict.fromkeys(v.shape for v in views)]
+
+        def esvit_step():
+            trainer.train_step(batch)
+
+        def networks():
+            with torch.no_grad():
+                method.teacher.backbone(torch.cat(views[:2]))
+            sum(method.student.backbone(torch.cat(group)).float().sum()
+                for group in groups).backward()
+            method.zero_grad(set_to_none=True)
+
+        step_times, network_times = interleaved(esvit_step, networks, device=device, args=args)
+
+    step, reference = statistics.median(step_times), statistics.median(network_times)
+    result = {
+        "method": "esvit", "recipe": args.recipe,
+        "arch": config.method_options["encoder"]["arch"], "views": len(views),
+        "image_size": args.image_size, "batch_size": args.batch_size,
+        "precision": args.precision, "device": str(device), "threads": torch.get_num_threads(),
+        "repeats": args.repeats, "esvit_step_s": step, "networks_s": reference,
+        "ratio": step / reference, "esvit_step_times_s": step_times,
+        "networks_times_s": network_times,
+    }
+    return report(result, args, f"esvit: {args.recipe} ({len(views)} views)",
+                  ("EsViT training step", step),
+                  ("student fwd+bwd + teacher fwd (backbones)", reference))
+
+
 def crd_contrast(method, indices: torch.Tensor, device: torch.device):
     """CRD's memory work alone, as its forward does it: K negatives per anchor drawn, both banks'
     rows gathered, the scores, both NCE terms and their backward to the two embeddings."""
@@ -228,7 +283,9 @@ def timed(fn, device: torch.device) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="seed", choices=["seed", "kd", "crd", "dogo"])
+    parser.add_argument("--method", default="seed", choices=["seed", "kd", "crd", "dogo", "esvit"])
+    parser.add_argument("--recipe", default="configs/fmnist/esvit/swin_micro.yaml",
+                        help="EsViT's recipe (its network, views and heads; data: digits)")
     parser.add_argument("--teacher", default="resnet50")
     parser.add_argument("--student", default="mobilenetv3_large_100")
     parser.add_argument("--image-size", type=int, default=224)
@@ -243,6 +300,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.method == "dogo":
         return run_dogo(args)
+    if args.method == "esvit":
+        return run_esvit(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer, device = build_trainer(args, Path(tmp))

@@ -3,6 +3,7 @@
     python benchmarks/distillation_table.py [FOLDER] [--readme README.md]
 
 One row per evaluated network: method (with its variant: CRD's label terms, DoGo's shared views,
+EsViT's view level alone,
 the label fraction of a fine-tuning), architecture, images seen, training wall time, k-NN top-1
 at k 20 and 200, linear top-1, few-shot 1% / 10% top-1 and the network's own classifier's top-1
 (percent, "-" where not measured), the commit that trained it and its run. Rows are grouped by
@@ -36,6 +37,8 @@ def method_label(summary: dict) -> str:
         label += " + " + " + ".join(terms) if terms else " (label-free)"
     if summary["method"] == "dogo" and options.get("own_views") is False:
         label += " (shared views)"
+    if summary["method"] == "esvit" and options.get("region_loss") is False:
+        label += " (view level only)"
     fraction = summary["config"]["data"].get("label_fraction")
     if fraction:
         label += f" on {fraction:.0%} of the labels"

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 RESULTS=benchmarks/results/fmnist_distillation
 mkdir -p "$RESULTS"
 
-# name recipe (teachers before the runs that read them: runs/<name> is what the recipes name)
+# name recipe [KEY=VALUE ...: --set overrides] (teachers before the runs that read them:
+# runs/<name> is what the recipes name)
 RUNS=(
   "fmnist_supervised_resnet50 configs/fmnist/supervised/resnet50.yaml"
   "fmnist_supervised_resnet18 configs/fmnist/supervised/resnet18.yaml"
@@ -30,10 +31,14 @@ RUNS=(
   "fmnist_moco_mobilenetv3 configs/fmnist/baselines/moco_mobilenetv3_large_100_10k_3ep.yaml"
   "fmnist_crd_kd_resnet50_to_resnet18 configs/fmnist/crd_kd/resnet50_to_resnet18.yaml"
   "fmnist_crd_kd_resnet50_to_mobilenetv3_large_100 configs/fmnist/crd_kd/resnet50_to_mobilenetv3_large_100.yaml"
+  "fmnist_esvit_swin_micro configs/fmnist/esvit/swin_micro.yaml"
+  "fmnist_esvit_swin_micro_view_only configs/fmnist/esvit/swin_micro.yaml method.region_loss=false"
 )
 
-run() {  # run NAME RECIPE: train (or resume, or skip), then evaluate each exported network
-    local name=$1 recipe=$2 out=runs/$1
+run() {  # run NAME RECIPE [KEY=VALUE ...]: train (or resume, or skip), then evaluate each
+    # exported network
+    local name=$1 recipe=$2 out=runs/$1 overrides=()
+    for override in "${@:3}"; do overrides+=(--set "$override"); done
     if [ -f "$RESULTS/${name}_summary.json" ] && [ ! -d "$out" ] \
             && compgen -G "$RESULTS/eval_${name}_*.json" > /dev/null; then
         echo "== $name: already trained and evaluated (its JSONs are in $RESULTS)"; return
@@ -42,7 +47,7 @@ run() {  # run NAME RECIPE: train (or resume, or skip), then evaluate each expor
         local resume=(); [ -f "$out/checkpoint.pt" ] && resume=(--resume)
         echo "== training $name ($recipe), $(date -u +%H:%M:%S)"
         /usr/bin/time -f "$name: %e s wall" -a -o "$RESULTS/wall_times.txt" \
-            seedzoo train --config "$recipe" --out "$out" "${resume[@]}"
+            seedzoo train --config "$recipe" --out "$out" "${overrides[@]}" "${resume[@]}"
     fi
     cp "$out/summary.json" "$RESULTS/${name}_summary.json"
     for config in "$out"/*/config.json; do
@@ -57,9 +62,10 @@ run() {  # run NAME RECIPE: train (or resume, or skip), then evaluate each expor
 
 wanted=("$@")
 for entry in "${RUNS[@]}"; do
-    read -r name recipe <<< "$entry"
+    read -r name recipe overrides <<< "$entry"
     if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $name "* ]]; then
-        run "$name" "$recipe"
+        # shellcheck disable=SC2086  # the overrides are words
+        run "$name" "$recipe" $overrides
     fi
 done
 python benchmarks/distillation_table.py "$RESULTS" --readme README.md
