@@ -268,10 +268,10 @@ class CRD(Method):
         self.check_views(batch.views)
         images = batch.views[0]
         indices = batch.indices.to(self.student_bank.device)
+        with torch.no_grad():  # first: its activations are freed before the student's are made
+            teacher_features = self.teacher(images)
         student_features = self.encoder(images)
         student = self.embed_student(student_features)
-        with torch.no_grad():
-            teacher_features = self.teacher(images)
         teacher = self.embed_teacher(teacher_features)
         candidates = torch.cat([indices.unsqueeze(1),
                                 sample_negatives(indices, self.dataset_size, self.nce_k,

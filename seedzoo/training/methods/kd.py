@@ -90,8 +90,8 @@ class KD(Method):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
         images = batch.views[0]
+        teacher = self.teacher_logits(images)  # first: frees its activations before the student's
         student = self.classifier(self.encoder(images)).float()
-        teacher = self.teacher_logits(images)
         distill = kd_loss(student, teacher, self.temperature)
         ce = F.cross_entropy(student, batch.labels)
         return {"loss": self.kd_weight * distill + self.ce_weight * ce, "loss_kd": distill.detach(),

@@ -94,9 +94,9 @@ class SEED(Method):
     def _distill(self, images: torch.Tensor, queue: EmbeddingQueue
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of one batch of views against ``queue``, and the teacher embeddings."""
-        student = F.normalize(self.head(self.encoder(images)).float(), dim=1)
-        with torch.no_grad():
+        with torch.no_grad():  # first: its activations are freed before the student's are made
             teacher = F.normalize(self.teacher(images).float(), dim=1)
+        student = F.normalize(self.head(self.encoder(images)).float(), dim=1)
         # A copy: the queue is overwritten in place before backward needs it.
         loss = seed_loss(student, teacher, queue.embeddings.clone(),
                          student_temperature=self.student_temperature,

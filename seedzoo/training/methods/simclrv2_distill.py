@@ -76,8 +76,8 @@ class SimCLRv2Distill(KD):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
         images = batch.views[0]
+        teacher = self.teacher_logits(images)  # first: frees its activations before the student's
         student = self.classifier(self.encoder(images)).float()
-        teacher = self.teacher_logits(images)
         distill = distillation_loss(student, teacher, self.temperature)
         agreement = (student.detach().argmax(1) == teacher.argmax(1)).float().mean() * 100
         outputs = {"loss_distill": distill.detach(), "teacher_agreement": agreement}
