@@ -51,8 +51,10 @@ def rows(folder: Path) -> list[dict[str, str]]:
         name = summary_path.name.removesuffix("_summary.json")
         summary = json.loads(summary_path.read_text())
         images = summary["steps"] * summary["config"]["data"]["batch_size"]
-        for eval_path in sorted(folder.glob(f"eval_{name}_*.json")):
-            network = eval_path.stem.removeprefix(f"eval_{name}_")
+        for network in sorted(summary["encoders"]):  # eval_<run>_<network>.json, if evaluated
+            eval_path = folder / f"eval_{name}_{network}.json"
+            if not eval_path.is_file():
+                continue
             report = json.loads(eval_path.read_text())
             metrics = report["metrics"]
             row = {"method": method_label(summary),
