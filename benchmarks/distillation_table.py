@@ -57,8 +57,11 @@ def rows(folder: Path) -> list[dict[str, str]]:
                 continue
             report = json.loads(eval_path.read_text())
             metrics = report["metrics"]
-            row = {"method": method_label(summary),
-                   "network": report["config"].get("arch") or network,
+            arch = report["config"].get("arch") or network
+            spec = summary["config"]["method"].get("encoder")
+            if isinstance(spec, dict) and spec.get("model_args"):  # not the architecture's size
+                arch += " (own model_args)"
+            row = {"method": method_label(summary), "network": arch,
                    "images seen": f"{images:,}",
                    "training": f"{summary['wall_time_s'] / 60:.1f} min",
                    "commit": str(summary["versions"].get("seedzoo_commit", "?"))[:12],
