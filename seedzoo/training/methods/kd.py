@@ -82,16 +82,16 @@ class KD(Method):
         self.teacher_classifier.eval()
         return self
 
-    @torch.no_grad()
-    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The frozen teacher's logits (float32) for the student's ``images``."""
-        return self.teacher_classifier(self.teacher(images)).float()
+    def logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(student, teacher)`` logits (float32) of ``images``; the frozen teacher runs first,
+        so its activations are freed before the student's are made."""
+        with torch.no_grad():
+            teacher = self.teacher_classifier(self.teacher(images)).float()
+        return self.classifier(self.encoder(images)).float(), teacher
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
-        images = batch.views[0]
-        teacher = self.teacher_logits(images)  # first: frees its activations before the student's
-        student = self.classifier(self.encoder(images)).float()
+        student, teacher = self.logits(batch.views[0])
         distill = kd_loss(student, teacher, self.temperature)
         ce = F.cross_entropy(student, batch.labels)
         return {"loss": self.kd_weight * distill + self.ce_weight * ce, "loss_kd": distill.detach(),

@@ -71,19 +71,16 @@ class SimCLRv2Distill(KD):
         super().__init__(student=student, teacher=teacher, num_classes=num_classes,
                          temperature=temperature, kd_weight=1 - label_weight,
                          ce_weight=label_weight)
-        self.label_weight = label_weight
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.check_views(batch.views)
-        images = batch.views[0]
-        teacher = self.teacher_logits(images)  # first: frees its activations before the student's
-        student = self.classifier(self.encoder(images)).float()
+        student, teacher = self.logits(batch.views[0])
         distill = distillation_loss(student, teacher, self.temperature)
         agreement = (student.detach().argmax(1) == teacher.argmax(1)).float().mean() * 100
         outputs = {"loss_distill": distill.detach(), "teacher_agreement": agreement}
-        loss = (1 - self.label_weight) * distill
-        if self.label_weight:
+        loss = self.kd_weight * distill  # 1 - label_weight
+        if self.ce_weight:  # label_weight
             label = labelled_cross_entropy(student, batch.labels)
-            loss = loss + self.label_weight * label
+            loss = loss + self.ce_weight * label
             outputs["loss_label"] = label.detach()
         return {"loss": loss, **outputs}
