@@ -1,7 +1,8 @@
 """Print several `seedzoo eval` results side by side:
-`python scripts/compare_evals.py NAME=eval.json ...`.
+`python scripts/compare_evals.py NAME=eval.json ... [--lift NAME:BASELINE ...]`.
 
-Columns are the metrics every result shares (k-NN, linear, few-shot top-1), in percent.
+Columns are the top-1 metrics every result shares (k-NN, linear, few-shot), in percent.
+``--lift student:scratch`` adds a line with the points ``student`` gains over ``scratch``.
 """
 
 import argparse
@@ -10,9 +11,21 @@ import sys
 from seedzoo.results import read_report
 
 
+def lift_line(rows: dict[str, dict[str, float]], pair: str, shared: list[str]) -> str:
+    """``"NAME over BASELINE: +x.y points of <metric>, ..."`` for ``pair`` = ``NAME:BASELINE``."""
+    name, _, baseline = pair.partition(":")
+    for label in (name, baseline):
+        if label not in rows:
+            sys.exit(f"--lift {pair}: no result named {label!r} (named: {', '.join(rows)})")
+    gains = [f"{100 * (rows[name][k] - rows[baseline][k]):+.1f} points of {k}" for k in shared]
+    return f"{name} over {baseline}: " + ", ".join(gains)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", metavar="NAME=FILE", help="a label and an eval JSON")
+    parser.add_argument("--lift", action="append", default=[], metavar="NAME:BASELINE",
+                        help="also print the points NAME gains over BASELINE (repeatable)")
     args = parser.parse_args(argv)
     rows = {}
     for item in args.results:
@@ -25,6 +38,8 @@ def main(argv=None) -> int:
     for name, metrics in rows.items():
         cells = [f"{100 * metrics[k]:.1f}".rjust(len(k)) for k in shared]
         print(" | ".join([name.ljust(width), *cells]))
+    for pair in args.lift:
+        print(lift_line(rows, pair, shared))
     return 0
 
 

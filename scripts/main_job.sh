@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine (6 min 22 s measured on 2 CPU cores, plus the install):
-#   install -> train a small MoCo v2 teacher and a SEED student on Fashion-MNIST
-#   -> evaluate raw pixels, teacher and student side by side (k-NN, linear probe)
+#   install -> train a small MoCo v2 teacher, a SEED student from it, and the same student
+#      from scratch (MoCo v2, same images and epochs) on Fashion-MNIST
+#   -> evaluate raw pixels, teacher, SEED student and from-scratch student side by side
+#      (weighted k-NN) and state the points SEED added over the same-budget student
 #   -> export the student to ONNX (validated against torch) and time torch vs ONNX Runtime
 #   -> save it with its generated model card, publish it (hub when HF_ENDPOINT and HF_TOKEN are
 #      set, else the local Hugging Face cache) and load it back in one line.
@@ -27,13 +29,16 @@ train() {  # train NAME CONFIG [--set ...]: resume when the run folder already h
 
 train teacher configs/fmnist/main_job/teacher.yaml
 train student configs/fmnist/main_job/student.yaml --set method.teacher.source="$OUT/teacher/encoder"
+train scratch configs/fmnist/main_job/scratch.yaml
 
-echo "== evaluating raw pixels, teacher and student on Fashion-MNIST"
+echo "== evaluating raw pixels, teacher, SEED student and from-scratch student on Fashion-MNIST"
 $EVAL --model pixels --out "$OUT/eval_pixels.json" --quiet
-$EVAL --model "$OUT/teacher/encoder" --out "$OUT/eval_teacher.json" --quiet
-$EVAL --model "$OUT/student/encoder" --out "$OUT/eval_student.json" --quiet
-python scripts/compare_evals.py pixels="$OUT/eval_pixels.json" \
-    teacher="$OUT/eval_teacher.json" student="$OUT/eval_student.json"
+for name in teacher student scratch; do
+    $EVAL --model "$OUT/$name/encoder" --out "$OUT/eval_$name.json" --quiet
+done
+python scripts/compare_evals.py pixels="$OUT/eval_pixels.json" teacher="$OUT/eval_teacher.json" \
+    seed_student="$OUT/eval_student.json" scratch_student="$OUT/eval_scratch.json" \
+    --lift seed_student:scratch_student
 
 echo "== exporting the student to ONNX and timing it against torch"
 seedzoo export --model "$OUT/student/encoder" --out "$OUT/student.onnx"

@@ -118,6 +118,7 @@ def test_configs_directory_has_the_recipes():
     assert {"fmnist/seed/resnet50_to_mobilenetv3_large_100.yaml",
             "fmnist/seed/resnet50_to_resnet18.yaml",
             "fmnist/main_job/teacher.yaml", "fmnist/main_job/student.yaml",
+            "fmnist/main_job/scratch.yaml",
             "imagenet/seed/resnet50_to_efficientnet_b0.yaml",
             "fmnist/supervised/resnet50.yaml", "fmnist/kd/resnet50_to_resnet18.yaml",
             "imagenet/kd/resnet34_to_resnet18.yaml"} <= names
