@@ -1,0 +1,89 @@
+"""benchmarks/reproduce.py: every planned run is a valid recipe, finished work is skipped, and
+summary.json is gathered from the result JSONs alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from seedzoo.training.config import load_config
+from seedzoo.training.trainer import check_method_options
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+reproduce = importlib.util.module_from_spec(spec)
+sys.modules["reproduce"] = reproduce    # dataclasses look their module up
+spec.loader.exec_module(reproduce)
+
+CPU_RUNS = reproduce.plan(reproduce.BUDGETS["cpu"], Path("runs/study"))
+
+
+@pytest.mark.parametrize("budget", sorted(reproduce.BUDGETS))
+@pytest.mark.parametrize("index", range(len(CPU_RUNS)), ids=[run.name for run in CPU_RUNS])
+def test_every_planned_run_is_a_valid_recipe(budget, index):
+    run = reproduce.plan(reproduce.BUDGETS[budget], Path("runs/study"))[index]
+    config = load_config(reproduce.ROOT / run.recipe, list(run.overrides))
+    check_method_options(config)
+    assert config.method["name"] == run.method
+    for need in run.needs:   # the folders it reads are those of earlier runs
+        assert any(need in override for override in run.overrides)
+
+
+def test_plan_covers_every_student_and_method():
+    students = {(run.method, arch) for run in CPU_RUNS if not run.is_teacher
+                for arch in run.networks.values()}
+    for arch in reproduce.STUDENTS:
+        for method in ("moco", "seed", "kd", "crd", "dogo", "simclrv2_distill", "supervised"):
+            assert (method, arch) in students
+    names = [run.name for run in CPU_RUNS]
+    assert len(names) == len(set(names))
+    for position, run in enumerate(CPU_RUNS):
+        assert all(names.index(need) < position for need in run.needs)
+
+
+def fake_results(study, run, top1: float) -> None:
+    train = {"steps": 10, "world_size": 1, "wall_time_s": 12.5, "command": "seedzoo train ...",
+             "config": {"data": {"batch_size": 8}, "train": {"epochs": 2}}}
+    (study.results / f"train_{run.name}.json").write_text(json.dumps(train))
+    for network in run.networks:
+        for kind in ("eval", "transfer"):
+            (study.results / f"{kind}_{run.name}_{network}.json").write_text(
+                json.dumps({"metrics": {"knn_top1@20": top1}}))
+        (study.results / f"deploy_{run.name}_{network}.json").write_text(
+            json.dumps({"row": {"params": 7, "latency_ms": {"onnx_fp32_b1": 1.5}}}))
+
+
+def test_finished_runs_are_skipped_unless_a_later_run_needs_their_folder(tmp_path):
+    study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
+                            threads=1)
+    study.results.mkdir()
+    seed = study.by_name["seed_resnet18"]
+    teacher = study.by_name[reproduce.TEACHER]
+    assert [run.name for run in study.needed([seed])] == [teacher.name, seed.name]
+    fake_results(study, teacher, 0.7)
+    assert [run.name for run in study.needed([teacher])] == []
+    (tmp_path / "runs" / teacher.name).mkdir(parents=True)
+    (tmp_path / "runs" / teacher.name / "summary.json").write_text("{}")
+    assert [run.name for run in study.needed([seed])] == [seed.name]
+    fake_results(study, seed, 0.75)
+    assert study.needed([seed]) == []
+
+
+def test_summary_rows_come_from_the_result_jsons(tmp_path):
+    study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
+                            threads=1)
+    study.results.mkdir()
+    fake_results(study, study.by_name["dogo_mobilenetv3_large_100_resnet18"], 0.6)
+    rows = study.summary()["rows"]
+    assert [row["name"] for row in rows] == [
+        "dogo_mobilenetv3_large_100_resnet18/resnet18",
+        "dogo_mobilenetv3_large_100_resnet18/mobilenetv3_large_100"]
+    row = rows[0]
+    assert row["architecture"] == "resnet18" and row["method"] == "dogo"
+    assert row["images_seen"] == 80 and row["epochs"] == 2 and row["label_fraction"] == 0
+    assert row["metrics"] == {"knn_top1@20": 0.6, "transfer_digits_knn_top1@20": 0.6}
+    assert row["params"] == 7 and row["latency_ms"] == {"onnx_fp32_b1": 1.5}
