@@ -85,7 +85,7 @@ class Run:
 def plan(budget: Budget, runs_dir: Path) -> list[Run]:
     """Every run of the study, teachers before the runs that read them."""
     limit = "null" if budget.limit is None else str(budget.limit)
-    common = (f"data.limit={limit}", *budget.extra)
+    common = (f"data.limit={limit}", "train.knn_monitor.every_epochs=1", *budget.extra)
     students = (*common, f"train.epochs={budget.epochs}")
     teachers = (*common, f"train.epochs={budget.teacher_epochs}")
     folder = lambda name: (runs_dir / name).as_posix()  # noqa: E731
@@ -99,7 +99,7 @@ def plan(budget: Budget, runs_dir: Path) -> list[Run]:
         runs.append(Run(
             f"finetune_resnet50_{percent}",
             f"configs/fmnist/simclrv2/finetune_resnet50_{percent}.yaml",
-            "finetune", ("data.limit=null", *budget.extra,   # the few-shot probe's label subsets
+            "finetune", ("data.limit=null", *common[1:],   # the few-shot probe's label subsets
                          f"train.epochs={budget.finetune_epochs[fraction]}",
                          f"method.pretrained={folder(TEACHER)}"),
             needs=(TEACHER,), label_fraction=fraction, teacher=TEACHER, is_teacher=True,

@@ -70,6 +70,14 @@ def test_metadata_round_trips_into_the_same_preprocessing(arch, tmp_path_factory
                                digits_batch(transform_for(model), 3), rtol=0, atol=0)
 
 
+def test_metadata_gives_the_width_of_the_output_not_num_features():
+    import seedzoo
+
+    model = seedzoo.load("timm:mobilenetv3_small_050")     # num_features 288, outputs 1024
+    assert model.num_features == 288
+    assert export_metadata(model)["num_features"] == "1024"
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_dynamic_batch_runs_at_1_and_5(arch, tmp_path_factory):
     model, report = exported(arch, tmp_path_factory)

@@ -55,7 +55,9 @@ def test_ort_backend_gives_the_torch_knn_through_the_feature_extractor(resnet):
     assert cosine(ort_test[0], torch_test[0]).min() > 0.9999
     top1 = {name: knn_scores(*train, *test, ks=(10,))["knn_top1@10"]
             for name, (train, test) in results.items()}
-    assert abs(top1["onnxruntime"] - top1["torch"]) <= 0.001
+    # features agree to 1e-4, which can still flip one near-tied query of a random network
+    # (seen with one thread): at most one of the 150 may differ
+    assert abs(top1["onnxruntime"] - top1["torch"]) <= 1 / 150 + 1e-9
 
 
 def test_encoder_is_a_module_with_pretrained_cfg_and_fingerprint(resnet):

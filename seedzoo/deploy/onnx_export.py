@@ -49,7 +49,7 @@ from seedzoo.errors import DatasetNotFoundError, SeedzooError
 from seedzoo.files import atomic_write_path
 from seedzoo.provenance import __version__ as seedzoo_version
 from seedzoo.zoo.hub import hub_spec, split_revision
-from seedzoo.zoo.pretrained import weights_fingerprint
+from seedzoo.zoo.pretrained import feature_dim, weights_fingerprint
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -145,7 +145,8 @@ def export_metadata(model: nn.Module, *, model_id: str | None = None,
         "revision": revision or known_revision,
         "weights_sha256": weights_fingerprint(model),
         "output": output,
-        "num_features": int(model.num_features),
+        # the output's width: timm's MobileNet-v3 gives more features than its num_features
+        "num_features": int(model.num_features) if output == LOGITS_NAME else feature_dim(model),
         "num_classes": int(model.num_classes) if output == LOGITS_NAME else None,
         "classes": getattr(model, "classes", None) if output == LOGITS_NAME else None,
         "input_size": [int(v) for v in config["input_size"]],
