@@ -31,10 +31,11 @@ def row(name, architecture, method, knn, linear, *, teacher=None, labels=0.0, la
             **({"latency_ms": {"onnx_fp32_b1": latency}} if latency else {}), **extra}
 
 
-def summary(rows, **top):
+def summary(rows):
     return {"schema": "seedzoo-study/1", "dataset": "fashion-mnist", "commit": "0123456789abcdef",
-            "machine": {"cpu": "test", "cores": 2}, "pixels": {"knn_top1@20": 0.75}, "rows": rows,
-            **top}
+            "machine": {"cpu": "test", "cores": 2, "cpu_flags": ["avx2"],
+                        "versions": {"torch": "2.14.1"}},
+            "pixels": {"knn_top1@20": 0.75}, "rows": rows}
 
 
 def full_study(folder: Path) -> Path:
@@ -53,7 +54,9 @@ def full_study(folder: Path) -> Path:
         row("kd_r18", "resnet18", "kd", 0.821, 0.825, teacher="sup_r50", labels=1.0,
             latency=0.95, params=11.2e6, curve=[{"images_seen": 10000, "knn_top1@20": 0.7},
                                                 {"images_seen": 30000, "knn_top1@20": 0.821}]),
-        row("moco_mbv3", "mobilenetv3_large_100", "moco", 0.555, 0.568, latency=0.7),
+        row("moco_mbv3", "mobilenetv3_large_100", "moco", 0.555, 0.568, latency=0.7,
+            metrics={"knn_top1@20": 0.555, "linear_top1": 0.568, "knn_top1@10": 0.56,
+                     "knn_top5@20": 0.9, "transfer_digits_linear_top1": 0.91}),
         row("seed_mbv3", "mobilenetv3_large_100", "seed", 0.678, 0.730, teacher="moco_r50",
             latency=0.75),
         {**row("crd_mbv3", "mobilenetv3_large_100", "crd", 0.690, 0.695, teacher="sup_r50",
@@ -83,6 +86,7 @@ def test_the_report_has_runs_best_first_with_pixels_and_the_lifts_by_hand(tmp_pa
     for png in (tmp_path / "out").glob("*.png"):
         assert Image.open(png).size[0] > 500
     markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "commit 0123456789ab, machine: cpu test, cores 2." in markdown
 
     resnet18 = table_under(markdown, "### resnet18")
     assert resnet18[0][:5] == ["method", "teacher", "labels", "k-NN@20", "linear"]
@@ -93,7 +97,8 @@ def test_the_report_has_runs_best_first_with_pixels_and_the_lifts_by_hand(tmp_pa
     mobilenet = table_under(markdown, "### mobilenetv3_large_100")
     assert [r[0] for r in mobilenet[1:]] == ["raw pixels (reference)", "crd (CRD+KD+CE)", "seed",
                                              "moco"]
-    assert "params (M)" not in mobilenet[0]
+    assert mobilenet[0] == ["method", "teacher", "labels", "k-NN@20", "linear", "digits linear",
+                            "ONNX fp32 ms"]  # no k-NN@10 nor top-5 column, no params
 
     lifts = markdown[markdown.index("## Lift over"):markdown.index("## Against the papers")]
     # seed_r18 - moco_r18: 73.8 - 71.6 = +2.2 k-NN, 74.1 - 72.2 = +1.9 linear;
@@ -102,7 +107,7 @@ def test_the_report_has_runs_best_first_with_pixels_and_the_lifts_by_hand(tmp_pa
         ["kd", "sup_r50", "100%", "moco", "+10.5", "+10.3"],
         ["seed", "moco_r50", "none", "moco", "+2.2", "+1.9"]]
     assert table_under(lifts, "### mobilenetv3_large_100")[1:] == [
-        ["seed", "moco_r50", "none", "moco", "+12.3", "+16.2"]]
+        ["seed", "moco_r50", "none", "moco", "+12.3", "+16.2", "-"]]  # no digits figure
     assert "No same-budget from-scratch run for crd_mbv3." in lifts
 
     papers = table_under(markdown, "## Against the papers' claims")

@@ -127,8 +127,11 @@ def lift_table(study: Study, architecture: str) -> tuple[Table | None, list[str]
 
 
 def _machine(machine) -> str:
+    """The machine in a line: its text, or the plain values of its object (lists and nested
+    objects, such as CPU flags and package versions, left out)."""
     if isinstance(machine, dict):
-        return ", ".join(f"{key} {value}" for key, value in machine.items())
+        return ", ".join(f"{key} {value}" for key, value in machine.items()
+                         if isinstance(value, (str, int, float))) or "not recorded"
     return machine or "not recorded"
 
 

@@ -48,7 +48,7 @@ SUMMARY_NAME = "summary.json"
 METRIC_TITLES = {"knn_top1@20": "k-NN@20", "knn_top1@200": "k-NN@200", "linear_top1": "linear",
                  "fewshot_1pct_top1": "few-shot 1%", "fewshot_10pct_top1": "few-shot 10%",
                  "finetune_1pct_top1": "fine-tune 1%", "finetune_10pct_top1": "fine-tune 10%",
-                 "classifier_top1": "classifier"}
+                 "finetune_100pct_top1": "fine-tune 100%", "classifier_top1": "classifier"}
 REMEDY = ("Regenerate it with `python benchmarks/reproduce.py`, or fix the fields listed "
           "(the schema: docs/report.md).")
 
@@ -63,10 +63,12 @@ def metric_title(key: str) -> str:
 
 
 def metric_order(keys) -> list[str]:
-    """The top-1 metrics among ``keys``: the known ones in table order, then transfers and
-    others by name."""
-    top1 = {key for key in keys if "top1" in key}
-    return [k for k in METRIC_TITLES if k in top1] + sorted(top1 - set(METRIC_TITLES))
+    """The metrics of :data:`METRIC_TITLES` among ``keys`` in table order, then their
+    transfers to other datasets by name (top-5 and other k-NN k's are left out)."""
+    keys = set(keys)
+    transfers = {key for key in keys if key.startswith("transfer_")
+                 and key[len("transfer_"):].partition("_")[2] in METRIC_TITLES}
+    return [key for key in METRIC_TITLES if key in keys] + sorted(transfers)
 
 
 @dataclass(frozen=True)
