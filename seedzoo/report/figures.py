@@ -78,7 +78,9 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20") -> F
                 color="0.2", linewidth=1.5, alpha=0.7, zorder=2)
         for i in front:
             ax.annotate(runs[i].label, points[i], xytext=(8, 6), textcoords="offset points",
-                        fontsize=10, color="0.15")
+                        fontsize=10, color="0.15", zorder=4,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                              "alpha": 0.8})
         if metric in study.pixels:
             ax.axhline(100 * study.pixels[metric], **PIXELS_STYLE)
         latencies = [latency for latency, _ in points]
