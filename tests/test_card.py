@@ -80,6 +80,15 @@ def test_card_without_inputs_says_what_is_missing(tmp_path):
     assert "Not evaluated yet." in card.text and "recipe is not recorded" in card.text
 
 
+def test_a_card_shows_a_plot_given_as_a_relative_link(tmp_path):
+    folder = save_pretrained(tiny_encoder(), tmp_path / "enc")
+    assert "![" not in write_card(folder).read_text()
+    text = write_card(folder, plot="study/accuracy_latency.png",
+                      evaluations=[evaluation_json("digits", DIGITS)]).read_text()
+    results = text[text.index("## Results"):text.index("## Reproduce")]
+    assert "](study/accuracy_latency.png)" in results
+
+
 def test_run_summary_is_found_in_the_run_folder(tmp_path):
     run = tmp_path / "run"
     save_pretrained(tiny_encoder(), run / "encoder")

@@ -248,7 +248,7 @@ def _table(rows: list[list], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _body(facts: ModelFacts) -> str:
+def _body(facts: ModelFacts, plot: str | None = None) -> str:
     cfg = facts.pretrained_cfg
     size = "x".join(str(s) for s in facts.input_size[1:])
     spec = f"hf-hub:{facts.repo_id}" if facts.repo_id else "local-dir:<this folder>"
@@ -306,6 +306,8 @@ def _body(facts: ModelFacts) -> str:
         parts.append(_table(rows, ["metric", *datasets]) + "\n")
     else:
         parts.append("Not evaluated yet.\n")
+    if plot:
+        parts.append(f"![This model among the other runs of its study]({plot})\n")
     if facts.latency:
         lat = facts.latency
         rows = [[name, f"{lat[key]:.2f}"] for name, key in
@@ -349,8 +351,9 @@ def _tags(facts: ModelFacts) -> list[str]:
     return tags
 
 
-def model_card(facts: ModelFacts):
-    """The Hugging Face ``ModelCard`` for ``facts`` (front matter + text)."""
+def model_card(facts: ModelFacts, plot: str | None = None):
+    """The Hugging Face ``ModelCard`` for ``facts`` (front matter + text); ``plot``, a relative
+    link to an image (e.g. a study's accuracy against latency), is shown under the results."""
     from huggingface_hub import ModelCard, ModelCardData
 
     datasets = [d for d in [facts.train_dataset, *(e.dataset for e in facts.evaluations)] if d]
@@ -359,11 +362,12 @@ def model_card(facts: ModelFacts):
         tags=_tags(facts),
         datasets=list(dict.fromkeys(HUB_DATASETS.get(d, d) for d in datasets)) or None,
         model_name=facts.name, eval_results=_eval_results(facts) or None)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(facts)}")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(facts, plot)}")
 
 
-def write_card(folder_or_run: str | os.PathLike, **inputs) -> Path:
-    """Write ``README.md`` (the model card) into the encoder folder; ``inputs`` as in
-    :func:`gather_facts`. Returns the card's path."""
+def write_card(folder_or_run: str | os.PathLike, *, plot: str | None = None, **inputs) -> Path:
+    """Write ``README.md`` (the model card) into the encoder folder; ``plot`` as in
+    :func:`model_card`, ``inputs`` as in :func:`gather_facts`. Returns the card's path."""
     path = encoder_folder(folder_or_run) / CARD_NAME
-    return write_text_atomic(path, str(model_card(gather_facts(folder_or_run, **inputs))))
+    card = model_card(gather_facts(folder_or_run, **inputs), plot)
+    return write_text_atomic(path, str(card))

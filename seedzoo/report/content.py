@@ -1,0 +1,235 @@
+"""The report's text and tables: results per student network, the lift of each method over
+from-scratch self-supervised training, the papers' claims beside ours, the training budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seedzoo.report.document import Figure, Section, Table
+from seedzoo.report.study import Run, Study, best_first, metric_order, metric_title
+
+# The from-scratch self-supervised methods a run's lift is measured against, preferred first:
+# MoCo v2 is the SEED paper's baseline.
+FROM_SCRATCH = ("moco", "simclr")
+LATENCY_TITLES = {"onnx_fp32_b1": "ONNX fp32 ms", "onnx_int8_b1": "ONNX INT8 ms",
+                  "torch_fp32_b1": "torch ms"}
+PIXELS = "raw pixels (reference)"
+
+
+@dataclass(frozen=True)
+class PaperClaim:
+    """A paper's ImageNet-1k linear top-1 (%) of a student trained from scratch and distilled."""
+
+    architecture: str
+    from_scratch: float
+    distilled: float
+    teacher: str | None
+
+    @property
+    def gain(self) -> float:
+        return self.distilled - self.from_scratch
+
+
+# SEED (Fang et al., ICLR 2021), MoCo v2 from scratch → SEED, as quoted in the project's
+# design notes (which name the teacher only for ResNet-18).
+SEED_CLAIMS = (PaperClaim("efficientnet_b0", 42.2, 67.6, None),
+               PaperClaim("mobilenetv3_large_100", 36.3, 68.2, None),
+               PaperClaim("resnet18", 52.5, 57.6, "ResNet-50"),
+               PaperClaim("resnet18", 52.5, 63.0, "ResNet-50x2"))
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}"
+
+
+def points(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def labels_used(fraction: float) -> str:
+    return "none" if fraction == 0 else f"{100 * fraction:g}%"
+
+
+def baseline_of(run: Run, runs) -> Run | None:
+    """The same-budget from-scratch self-supervised run of ``run``'s architecture: no teacher,
+    no labels, the same images seen, a method of :data:`FROM_SCRATCH` (the first found)."""
+    candidates = [other for other in runs if other is not run
+                  and other.architecture == run.architecture
+                  and other.images_seen == run.images_seen and other.teacher is None
+                  and other.label_fraction == 0 and other.method in FROM_SCRATCH]
+    return min(candidates, key=lambda other: FROM_SCRATCH.index(other.method), default=None)
+
+
+def lift(run: Run, baseline: Run, metric: str) -> float | None:
+    """``run``'s ``metric`` minus ``baseline``'s, in percentage points."""
+    if metric not in run.metrics or metric not in baseline.metrics:
+        return None
+    return 100 * (run.metrics[metric] - baseline.metrics[metric])
+
+
+def _present(runs, field: str) -> list[str]:
+    """The keys some run has in its dict ``field``, in first-seen order."""
+    return list(dict.fromkeys(key for run in runs for key in (getattr(run, field) or {})))
+
+
+def _cell(mapping: dict | None, key: str, form) -> str:
+    value = (mapping or {}).get(key)
+    return "-" if value is None else form(value)
+
+
+def headline_table(study: Study, architecture: str) -> Table:
+    """The runs of one architecture, best k-NN@20 first with raw pixels among them; metric,
+    size and latency columns only where some run has them."""
+    runs = best_first(run for run in study.runs if run.architecture == architecture)
+    metrics = metric_order(_present(runs, "metrics"))
+    latencies = _present(runs, "latency_ms")
+    drops = metric_order(_present(runs, "int8_accuracy_drop"))
+    with_params, with_flops = any(run.params for run in runs), any(run.flops for run in runs)
+    header = ["method", "teacher", "labels", *map(metric_title, metrics)]
+    header += ["params (M)"] * with_params + ["GFLOPs"] * with_flops
+    header += [LATENCY_TITLES.get(key, f"{key} ms") for key in latencies]
+    header += [f"INT8 drop {metric_title(key)} (points)" for key in drops]
+    rows = []
+    for run in runs:
+        row = [run.label, run.teacher or "-", labels_used(run.label_fraction),
+               *(percent(run.metrics.get(m)) for m in metrics)]
+        row += [f"{run.params / 1e6:.1f}" if run.params else "-"] * with_params
+        row += [f"{run.flops / 1e9:.2f}" if run.flops else "-"] * with_flops
+        row += [_cell(run.latency_ms, key, "{:.2f}".format) for key in latencies]
+        row += [_cell(run.int8_accuracy_drop, key, lambda v: f"{100 * v:.2f}") for key in drops]
+        rows.append(row)
+    if any(m in study.pixels for m in metrics):
+        pixels = [PIXELS, "-", "-", *(percent(study.pixels.get(m)) for m in metrics)]
+        reference = study.pixels.get("knn_top1@20", -1)
+        position = sum(run.metrics.get("knn_top1@20", -1) >= reference for run in runs)
+        rows.insert(position, pixels + ["-"] * (len(header) - len(pixels)))
+    return Table(header, rows, [False] * 3 + [True] * (len(header) - 3))
+
+
+def lift_table(study: Study, architecture: str) -> tuple[Table | None, list[str]]:
+    """Each run of one architecture against its same-budget from-scratch baseline (points),
+    and the names of the runs that have none."""
+    runs = [run for run in study.runs if run.architecture == architecture]
+    metrics = metric_order(_present(runs, "metrics"))
+    rows, orphans = [], []
+    for run in best_first(runs):
+        if run.method in FROM_SCRATCH and run.teacher is None:
+            continue
+        baseline = baseline_of(run, study.runs)
+        if baseline is None:
+            orphans.append(run.name)
+            continue
+        rows.append([run.label, run.teacher or "-", labels_used(run.label_fraction),
+                     baseline.label, *(points(lift(run, baseline, m)) for m in metrics)])
+    header = ["method", "teacher", "labels", "over", *map(metric_title, metrics)]
+    table = Table(header, rows, [False] * 4 + [True] * len(metrics)) if rows else None
+    return table, orphans
+
+
+def _machine(machine) -> str:
+    """The machine in a line: its text, or the plain values of its object (lists and nested
+    objects, such as CPU flags and package versions, left out)."""
+    if isinstance(machine, dict):
+        return ", ".join(f"{key} {value}" for key, value in machine.items()
+                         if isinstance(value, (str, int, float))) or "not recorded"
+    return machine or "not recorded"
+
+
+def _paper_cells(claims: list[PaperClaim]) -> tuple[str, str]:
+    def teacher(claim: PaperClaim) -> str:
+        return f" ({claim.teacher} teacher)" if claim.teacher else ""
+
+    figures = "; ".join(f"{c.from_scratch:.1f} → {c.distilled:.1f}{teacher(c)}" for c in claims)
+    return figures, " / ".join(f"{c.gain:+.1f}" for c in claims)
+
+
+def _compared_metric(run: Run, baseline: Run) -> str | None:
+    """The papers' metric, linear top-1, or else k-NN@20, where both runs have it."""
+    return next((m for m in ("linear_top1", "knn_top1@20")
+                 if m in run.metrics and m in baseline.metrics), None)
+
+
+def _direction(gain: float) -> str:
+    return "same" if gain > 0 else "opposite" if gain < 0 else "no change"
+
+
+def papers_section(study: Study) -> Section:
+    """The SEED paper's gains over MoCo v2 beside ours, per student."""
+    section = Section("Against the papers' claims", [
+        "The SEED paper trains each student on ImageNet-1k (1.28 M images, 200 epochs, 224 px, "
+        f"GPUs) and reports linear top-1; these runs saw the {study.dataset} images listed in "
+        "the budget table. Only the direction and the size of the gain, in points, are set "
+        "side by side: the scales are not the same, and neither are the absolute figures."])
+    rows, verdicts = [], []
+    for architecture in dict.fromkeys(claim.architecture for claim in SEED_CLAIMS):
+        paper, paper_gain = _paper_cells([c for c in SEED_CLAIMS
+                                          if c.architecture == architecture])
+        pairs = [(run, baseline_of(run, study.runs)) for run in study.runs
+                 if run.architecture == architecture and run.method == "seed"]
+        compared = [(run, base, metric) for run, base in pairs
+                    if base and (metric := _compared_metric(run, base))]
+        if not compared:
+            ours = "no same-budget from-scratch run beside it" if pairs else "not run"
+            rows.append([architecture, paper, paper_gain, ours, "-", "-"])
+        for run, base, metric in compared:
+            gain = lift(run, base, metric)
+            teacher = f"{run.teacher} teacher" if run.teacher else "no teacher"
+            rows.append([architecture, paper, paper_gain,
+                         f"{percent(base.metrics[metric])} → {percent(run.metrics[metric])} "
+                         f"({metric_title(metric)}, {teacher})", points(gain), _direction(gain)])
+            verdicts.append(f"{architecture}, {teacher}: SEED "
+                            f"{'gained' if gain >= 0 else 'lost'} {abs(gain):.1f} points of "
+                            f"{metric_title(metric)} over {base.label} (the paper: "
+                            f"{paper_gain} linear).")
+    section.blocks.append(Table(
+        ["student", "paper: MoCo v2 → SEED, ImageNet-1k linear top-1", "paper gain",
+         f"ours: {' or '.join(FROM_SCRATCH)} → SEED on {study.dataset}", "our gain",
+         "direction"], rows, [False, False, True, False, True, False]))
+    section.blocks += verdicts
+    section.blocks.append(
+        "The design notes also quote EsViT's Swin-T (78.0 linear, 75.7 k-NN) and SimCLRv2's "
+        "distilled ResNet-50 (73.9 with 1% of the labels, 77.5 with 10%): absolute ImageNet "
+        "figures without a from-scratch counterpart, so there is no gain to compare.")
+    return section
+
+
+def budget_table(study: Study) -> Table:
+    """What each run cost: images seen, epochs, wall time, throughput, machine."""
+    rows = [[run.name, run.architecture, run.label, f"{run.images_seen:,}", f"{run.epochs:g}",
+             f"{run.wall_s / 60:.1f}", f"{run.images_seen / run.wall_s:.0f}", run.machine]
+            for run in sorted(study.runs, key=lambda run: (run.architecture, run.name))]
+    header = ["run", "architecture", "method", "images seen", "epochs", "wall time (min)",
+              "images/s", "machine"]
+    return Table(header, rows, [False] * 3 + [True] * 4 + [False])
+
+
+def sections(study: Study, figures: dict[str, Figure | None]) -> list[Section]:
+    """The whole report; ``figures`` by name (``accuracy_latency``, ``student_bars``,
+    ``training_curves``), ``None`` where a plot had nothing to draw."""
+    intro = Section("The study", [
+        f"{len(study.runs)} runs on {study.dataset}, "
+        f"commit {study.commit[:12] if study.commit else 'not recorded'}, machine: "
+        f"{_machine(study.machine)}. Accuracies are top-1 in % on the study's evaluation, "
+        "lifts in percentage points."])
+    if figures.get("accuracy_latency"):
+        intro.blocks.append(figures["accuracy_latency"])
+    result = [intro, Section("Results per student network", [
+        "Best k-NN@20 first, with raw pixels on the same evaluation as a reference row.",
+        *([figures["student_bars"]] if figures.get("student_bars") else [])])]
+    result += [Section(arch, [headline_table(study, arch)], level=3)
+               for arch in study.architectures]
+    result.append(Section("Lift over from-scratch self-supervised training", [
+        f"Each run minus the run of its architecture trained from scratch by "
+        f"{' or '.join(FROM_SCRATCH)} (no teacher, no labels) on as many images, in points."]))
+    for arch in study.architectures:
+        table, orphans = lift_table(study, arch)
+        blocks = [table] if table else []
+        if orphans:
+            blocks.append("No same-budget from-scratch run for " + ", ".join(orphans) + ".")
+        if blocks:
+            result.append(Section(arch, blocks, level=3))
+    result.append(papers_section(study))
+    result.append(Section("Training budget", [
+        budget_table(study),
+        *([figures["training_curves"]] if figures.get("training_curves") else [])]))
+    return result
