@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
+
+from seedzoo.files import replace_marked_block
 
 METRICS = (("k-NN@20", "knn_top1@20"), ("k-NN@200", "knn_top1@200"), ("linear", "linear_top1"),
            ("few-shot 1%", "fewshot_1pct_top1"), ("few-shot 10%", "fewshot_10pct_top1"),
            ("classifier", "classifier_top1"))
 FULL = ("method", "network", "images seen", "training", *(c for c, _ in METRICS), "commit", "run")
 SHORT = ("method", "network", *(c for c, _ in METRICS))
-README_BLOCK = re.compile(r"(<!-- distillation -->\n).*?(<!-- /distillation -->)", re.DOTALL)
 
 
 def method_label(summary: dict) -> str:
@@ -93,12 +93,7 @@ def main(argv: list[str] | None = None) -> str:
     text = markdown(table, FULL)
     (args.folder / "table.md").write_text(text)
     if args.readme:
-        readme = args.readme.read_text()
-        if not README_BLOCK.search(readme):
-            parser.error(f"{args.readme} has no <!-- distillation --> ... <!-- /distillation --> "
-                         "block.")
-        args.readme.write_text(README_BLOCK.sub(
-            lambda m: m.group(1) + markdown(table, SHORT) + m.group(2), readme))
+        replace_marked_block(args.readme, "distillation", markdown(table, SHORT))
     print(text, end="")
     return text
 

@@ -2,12 +2,15 @@
 `python scripts/compare_evals.py NAME=eval.json ... [--lift NAME:BASELINE ...]`.
 
 Columns are the top-1 metrics every result shares (k-NN, linear, few-shot), in percent.
-``--lift student:scratch`` adds a line with the points ``student`` gains over ``scratch``.
+``--lift student:scratch`` adds a line with the points ``student`` gains over ``scratch``;
+``--readme README.md`` also writes the table and those lines, in Markdown, between the file's
+``<!-- main-job -->`` and ``<!-- /main-job -->`` markers.
 """
 
 import argparse
 import sys
 
+from seedzoo.files import replace_marked_block
 from seedzoo.results import read_report
 
 
@@ -21,11 +24,21 @@ def lift_line(rows: dict[str, dict[str, float]], pair: str, shared: list[str]) -
     return f"{name} over {baseline}: " + ", ".join(gains)
 
 
+def markdown(rows: dict[str, dict[str, float]], shared: list[str], lifts: list[str]) -> str:
+    """The table (percent) and the lift lines as Markdown."""
+    lines = ["| encoder | " + " | ".join(shared) + " |", "|---|" + "---:|" * len(shared)]
+    lines += [f"| {name} | " + " | ".join(f"{100 * metrics[k]:.1f}" for k in shared) + " |"
+              for name, metrics in rows.items()]
+    return "\n".join(lines) + "\n\n" + "".join(f"{line}.\n" for line in lifts)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", metavar="NAME=FILE", help="a label and an eval JSON")
     parser.add_argument("--lift", action="append", default=[], metavar="NAME:BASELINE",
                         help="also print the points NAME gains over BASELINE (repeatable)")
+    parser.add_argument("--readme", metavar="FILE", help="write the table into this Markdown "
+                        "file's <!-- main-job --> block")
     args = parser.parse_args(argv)
     rows = {}
     for item in args.results:
@@ -38,8 +51,11 @@ def main(argv=None) -> int:
     for name, metrics in rows.items():
         cells = [f"{100 * metrics[k]:.1f}".rjust(len(k)) for k in shared]
         print(" | ".join([name.ljust(width), *cells]))
-    for pair in args.lift:
-        print(lift_line(rows, pair, shared))
+    lifts = [lift_line(rows, pair, shared) for pair in args.lift]
+    for line in lifts:
+        print(line)
+    if args.readme:
+        replace_marked_block(args.readme, "main-job", markdown(rows, shared, lifts))
     return 0
 
 

@@ -106,3 +106,16 @@ def load_yaml(text: str):
 def dump_yaml(data) -> str:
     """YAML text that :func:`load_yaml` reads back as ``data``, keys in their order."""
     return yaml.dump(data, Dumper=_YamlDumper, sort_keys=False)
+
+
+def replace_marked_block(path: str | os.PathLike, name: str, content: str) -> None:
+    """Replace what lies between ``<!-- name -->`` and ``<!-- /name -->`` in the text file
+    ``path`` (a README's generated table) by ``content``."""
+    path = Path(path)
+    text = path.read_text()
+    marker = re.escape(name)
+    block = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.DOTALL)
+    if not block.search(text):
+        raise SeedzooError(f"{path} has no <!-- {name} --> ... <!-- /{name} --> block to fill; "
+                           "add the two markers where the generated text belongs.")
+    write_text_atomic(path, block.sub(lambda match: match[1] + content + match[2], text))
