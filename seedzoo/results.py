@@ -16,7 +16,8 @@ Schema (``"schema": "seedzoo-eval/1"``)::
         "model": "<spec>", "arch": "<timm architecture or null>",
         "revision": "<hub commit or null>",
         "weights_sha256": "<fingerprint>", "backend": "torch" | "onnxruntime", "onnx": null,
-        "feature_dim": 784, "transform": "<repr of the eval transform>",
+        "feature_dim": 784,              # null when no frozen protocol (k-NN, linear) ran
+        "transform": "<repr of the eval transform>",
         "dataset": "fashion-mnist", "train_split": "train", "test_split": "test",
         "train_size": 60000, "test_size": 10000, "limit_train": null, "limit_test": null,
         "seed": 0, "protocols": ["knn", "linear", "fewshot"],
@@ -82,8 +83,9 @@ def format_report(report: dict) -> str:
     """A plain-text table of the metrics (percent) headed by what was evaluated."""
     config = report.get("config", {})
     title = (f"{config.get('model', '?')} on {config.get('dataset', '?')}: "
-             f"train {config.get('train_size', '?')}, test {config.get('test_size', '?')}, "
-             f"{config.get('feature_dim', '?')}-d features")
+             f"train {config.get('train_size', '?')}, test {config.get('test_size', '?')}")
+    if config.get("feature_dim"):
+        title += f", {config['feature_dim']}-d features"
     metrics = report.get("metrics", {})
     width = max([len("metric"), *map(len, metrics)])
     lines = [title, f"{'metric':<{width}}  {'%':>6}", f"{'-' * width}  {'-' * 6}"]

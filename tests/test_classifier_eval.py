@@ -80,6 +80,7 @@ def test_classifier_protocol_scores_the_head_as_a_direct_computation_does(run_fo
     config = report["config"]
     assert config["classifier"]["num_classes"] == 10 and config["test_size"] == 150
     assert config["protocols"] == ["classifier"] and "features" not in report["seconds"]
+    assert config["feature_dim"] is None            # measured only by the frozen protocols
     encoder_sha = config["weights_sha256"]  # the encoder's, so the card accepts the figures
     from seedzoo.zoo.pretrained import weights_fingerprint
     assert encoder_sha == weights_fingerprint(load_encoder(str(run_folder)))

@@ -93,7 +93,7 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
                   "progress": progress}
     seconds = {}
     settings = {"model": spec, **model_identity(model), "weights_sha256": fingerprint,
-                "backend": "torch", "feature_dim": getattr(model, "num_features", None),
+                "backend": "torch", "feature_dim": None,   # measured by the frozen protocols
                 "transform": repr(transform_for(model)), "dataset": dataset,
                 "train_split": "train", "test_split": "test", "limit_train": limit_train,
                 "limit_test": limit_test, "seed": seed, "protocols": protocols, **(config or {})}
