@@ -209,8 +209,18 @@ class Study:
             execute(command)
         summary = json.loads((folder / "summary.json").read_text())
         summary["command"] = shlex.join(train_command(run, self.runs_dir))
+        # which teachers it learnt from: a teacher retrained in another session may differ
+        summary["teachers_sha256"] = {need: self.fingerprint(need) for need in run.needs}
         write_json(record, summary)
         shutil.copyfile(folder / "metrics.jsonl", self.results / f"metrics_{run.name}.jsonl")
+
+    def fingerprint(self, name: str) -> str:
+        """The weights fingerprint of the network run ``name`` exported."""
+        import seedzoo
+        from seedzoo.zoo.pretrained import weights_fingerprint
+
+        (network,) = self.by_name[name].networks
+        return weights_fingerprint(seedzoo.load(self.runs_dir / name / network))
 
     def evaluate(self, run: Run, network: str) -> None:
         folder = (self.runs_dir / run.name / network).as_posix()
@@ -268,6 +278,7 @@ class Study:
                 "label_fraction": run.label_fraction, "images_seen": images_seen,
                 "epochs": config["train"]["epochs"], "wall_s": train["wall_time_s"],
                 "machine": self.budget.machine, "command": train["command"],
+                "teachers_sha256": train.get("teachers_sha256", {}),
                 "metrics": metrics, **extra,
                 "metrics_jsonl": f"metrics_{run.name}.jsonl"})
         return rows
