@@ -142,12 +142,12 @@ def plan(budget: Budget, runs_dir: Path) -> list[Run]:
     peers = {"resnet18": "resnet18", "mobilenetv3_large_100": "mobilenetv3_large_100"}
     runs.append(Run("dogo_mobilenetv3_large_100_resnet18",
                     "configs/fmnist/dogo/resnet18_mobilenetv3_large_100.yaml", "dogo", students,
-                    variant="peers MobileNet-v3-Large + ResNet-18", networks=peers))
+                    variant="MobileNet-v3-Large + ResNet-18", networks=peers))
     runs.append(Run(
         "dogo_efficientnet_b0_resnet18", "configs/fmnist/dogo/resnet18_mobilenetv3_large_100.yaml",
         "dogo", (*students, "method.peers=[{arch: efficientnet_b0}, {arch: resnet18}]",
                  "method.names=[efficientnet_b0, resnet18]", "method.student=efficientnet_b0"),
-        variant="peers EfficientNet-B0 + ResNet-18",
+        variant="EfficientNet-B0 + ResNet-18",
         networks={"efficientnet_b0": "efficientnet_b0"}))
     runs.append(Run("esvit_swin_micro", "configs/fmnist/esvit/swin_micro.yaml", "esvit", students,
                     networks={"encoder": "swin_tiny_patch4_window7_224"}))

@@ -91,15 +91,15 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20") -> F
         ax.set_title(f"Accuracy against latency: {metric_title(metric)} top-1")
         methods = [Line2D([], [], color=colours[label], marker="o", linestyle="", markersize=9,
                           label=label) for label in sorted({run.label for run in runs})]
-        ax.add_artist(ax.legend(handles=methods, title="method", loc="upper left",
-                                bbox_to_anchor=(1.01, 1.0), frameon=False))
+        # figure legends "outside" are laid out by the constrained layout (never cut off)
+        figure.legend(handles=methods, title="method", loc="outside right upper", frameon=False)
         extra = [Line2D([], [], color="0.2", linewidth=1.5, label="Pareto front")]
         if metric in study.pixels:
             extra.append(Line2D([], [], **PIXELS_STYLE, label="raw pixels"))
         shapes = [Line2D([], [], color="0.5", marker=marker, linestyle="", markersize=9,
                          markeredgecolor="black", label=arch) for arch, marker in markers.items()]
-        ax.legend(handles=shapes + extra, title="architecture", loc="lower left",
-                  bbox_to_anchor=(1.01, 0.0), frameon=False)
+        figure.legend(handles=shapes + extra, title="architecture", loc="outside right lower",
+                      frameon=False)
         return _save(figure, path, f"{metric_title(metric)} top-1 against ONNX Runtime fp32 "
                      "batch-1 latency; the line joins the runs no other run beats on both "
                      "(Pareto front), labelled.")
