@@ -6,7 +6,8 @@ the student's backbone and projection head (Linear-ReLU-Linear to the teacher's 
 too; both are L2-normalised. Each is scored against ``[the teacher's own embedding; a FIFO queue
 of past teacher embeddings]``; the teacher's scores at a sharp temperature give the target
 distribution of a soft cross-entropy on the student's scores. In training mode the batch's teacher
-embeddings then enter the queue (gathered from every process).
+embeddings then enter the queue (gathered from every process), after the step's backward, which
+reads the queue.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class SEED(Method):
         with torch.no_grad():  # first: its activations are freed before the student's are made
             teacher = F.normalize(self.teacher(images).float(), dim=1)
         student = F.normalize(self.head(self.encoder(images)).float(), dim=1)
-        # A copy: the queue is overwritten in place before backward needs it.
-        loss = seed_loss(student, teacher, queue.embeddings.clone(),
+        # No copy of the queue: it is written after backward (finish_step).
+        loss = seed_loss(student, teacher, queue.embeddings,
                          student_temperature=self.student_temperature,
                          teacher_temperature=self.teacher_temperature)
         return loss, teacher
@@ -111,12 +112,18 @@ class SEED(Method):
         if self.small_patch_queue is not None:
             small_loss, small_teacher = self._distill(torch.cat(views[1:]), self.small_patch_queue)
             if self.training:
-                self.small_patch_queue.enqueue(small_teacher[: views[1].shape[0]])
+                self.small_patch_queue.enqueue_after_backward(small_teacher[: views[1].shape[0]])
             metrics = {"loss": loss + small_loss, "loss_global": loss,
                        "loss_small_patch": small_loss}
         if self.training:
-            self.queue.enqueue(teacher)
+            self.queue.enqueue_after_backward(teacher)
         return metrics
+
+    def finish_step(self) -> None:
+        """The step's teacher embeddings into the queues."""
+        for queue in (self.queue, self.small_patch_queue):
+            if queue is not None:
+                queue.write_pending()
 
     def describe(self) -> str:
         """What the teacher load took and skipped."""
