@@ -48,9 +48,11 @@ class SEED(Method):
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch, projection_head}``: a model folder, hub id, checkpoint file
-      (MoCo, SimCLR, SwAV, DINO, SEED, seedzoo run, torchvision, timm; ``arch`` needed for files)
-      or ``timm:<arch>`` (random: tests only); see :func:`seedzoo.training.load_backbone`. The
+    - ``teacher``: ``{source, arch, model_args, projection_head}``: a model folder, hub id,
+      checkpoint file (MoCo, SimCLR, SwAV, DINO, EsViT, SEED, seedzoo run, torchvision, timm;
+      ``arch`` needed for files, ``model_args`` where its weights need other
+      ``timm.create_model`` arguments, e.g. a small Swin's) or ``timm:<arch>`` (random: tests
+      only); see :func:`seedzoo.training.load_backbone`. The
       embedding is the backbone's pooled features, or with ``projection_head: true`` the output
       of the MLP head stored in the checkpoint file (as SEED's reference code distils MoCo-v2's
       128-d projection; see :func:`seedzoo.training.teachers.load_projection_head`);
@@ -69,9 +71,11 @@ class SEED(Method):
                  student_temperature: float = 0.2, teacher_temperature: float = 1e-4,
                  hidden_dim: int = 2048, small_patch_queue_size: int | None = None):
         super().__init__()
-        teacher = teacher_spec(teacher, "SEED", ("source", "arch", "projection_head"))
+        teacher = teacher_spec(teacher, "SEED", ("source", "arch", "model_args",
+                                                 "projection_head"))
         self.encoder = build_encoder(student)
-        self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
+        self.teacher, self.teacher_report = load_backbone(
+            teacher["source"], teacher.get("arch"), model_args=teacher.get("model_args"))
         if teacher.get("projection_head"):
             self.teacher = ProjectedTeacher(self.teacher, load_projection_head(teacher["source"]))
         self.teacher.requires_grad_(False)
