@@ -223,6 +223,20 @@ def run_esvit(args) -> dict:
                   ("student fwd+bwd + teacher fwd (backbones)", reference))
 
 
+def bare_networks(teacher: torch.nn.Module, student: torch.nn.Module, images: torch.Tensor,
+                  autocast):
+    """The networks' bare work on ``images``: the teacher's forward without gradient, the
+    student's forward and backward (of the sum of its outputs); the gradients are then dropped."""
+    def networks():
+        with autocast:
+            with torch.no_grad():
+                teacher(images)
+            student(images).float().sum().backward()
+        student.zero_grad(set_to_none=True)
+
+    return networks
+
+
 def crd_contrast(method, indices: torch.Tensor, device: torch.device):
     """CRD's memory work alone, as its forward does it: K negatives per anchor drawn, both banks'
     rows gathered, the scores, both NCE terms and their backward to the two embeddings."""
@@ -315,21 +329,12 @@ def main(argv=None) -> dict:
         def seed_step():
             trainer.train_step(batch)
 
-        kd = args.method == "kd"
+        teacher, student = method.teacher, method.encoder
+        if args.method == "kd":
+            teacher = torch.nn.Sequential(teacher, method.teacher_classifier)
+            student = torch.nn.Sequential(student, method.classifier)
 
-        def networks():
-            with autocast:
-                with torch.no_grad():
-                    teacher = method.teacher(images)
-                    if kd:
-                        method.teacher_classifier(teacher)
-                student = method.encoder(images)
-                if kd:
-                    student = method.classifier(student)
-                student.float().sum().backward()
-            method.zero_grad(set_to_none=True)
-
-        sides = [seed_step, networks]
+        sides = [seed_step, bare_networks(teacher, student, images, autocast)]
         if args.method == "crd":
             sides.append(crd_contrast(method, batch.indices.to(device), device))
         step_times, network_times, *contrast_times = interleaved(*sides, device=device,

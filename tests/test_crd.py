@@ -222,7 +222,7 @@ def test_crd_option_mistakes_are_clear_errors(tmp_path, classifier_teacher):
         build_crd(crd_weight=0.0)
     with pytest.raises(SeedzooError, match="non-negative"):
         build_crd(kd_weight=-1.0)
-    with pytest.raises(SeedzooError, match=r"a source or \{source, arch, network\}"):
+    with pytest.raises(SeedzooError, match=r"a source or \{source, arch, network, model_args\}"):
         build_crd(teacher={"path": "x"})
 
 

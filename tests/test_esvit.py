@@ -56,31 +56,75 @@ def test_region_matching_picks_the_teacher_token_of_highest_cosine_not_dot_produ
     teacher = torch.tensor([[[0.0, 0.5], [10.0, 1.0], [1.0, 0.05]]])
     # cosines: student 0 -> (0, 0.995, 0.9988); student 1 -> (1, 0.0995, 0.05)
     # (dot products would pick teacher token 1 for both)
-    assert match_regions(student, teacher).tolist() == [[2, 0]]
+    assert match_regions(student, teacher, [3]).tolist() == [[[2], [0]]]
 
 
 def test_region_loss_is_the_cross_entropy_with_the_matched_teacher_tokens():
-    # Two views of one image, two tokens each; view 0's tokens match view 1's in reverse order.
-    tokens = [torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), torch.tensor([[[0.1, 1.0], [1.0, 0.2]]])]
-    student_logits = [torch.tensor([[[2.0, 0.0], [0.0, 1.0]]]),
-                      torch.tensor([[[1.0, 1.0], [3.0, 0.0]]])]
-    teacher_probabilities = [torch.tensor([[[0.9, 0.1], [0.3, 0.7]]]),
-                             torch.tensor([[[0.6, 0.4], [0.2, 0.8]]])]
+    # Two views of one image, two tokens each (view after view); view 0's tokens match view 1's
+    # in reverse order.
+    tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.1, 1.0], [1.0, 0.2]]])
+    student_logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 0.0]]])
+    teacher_probabilities = torch.tensor([[[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]]])
     # pair (teacher 0, student 1): student token 0 ~ teacher token 1, token 1 ~ teacher token 0
     first = (cross_entropy([0.3, 0.7], [1.0, 1.0]) + cross_entropy([0.9, 0.1], [3.0, 0.0])) / 2
     # pair (teacher 1, student 0): student token 0 ~ teacher token 1, token 1 ~ teacher token 0
     second = (cross_entropy([0.2, 0.8], [2.0, 0.0]) + cross_entropy([0.6, 0.4], [0.0, 1.0])) / 2
-    got = region_level_loss(student_logits, tokens, teacher_probabilities, tokens)
+    got = region_level_loss(student_logits, tokens, [2, 2], teacher_probabilities, tokens, [2, 2])
     assert got.item() == pytest.approx((first + second) / 2, rel=1e-6)
 
 
+def per_pair_region_loss(student_logits, student_tokens, teacher_probabilities, teacher_tokens):
+    """The region loss one view pair and one token at a time (lists with one tensor per view)."""
+    pairs = [(t, s) for t in range(len(teacher_tokens)) for s in range(len(student_tokens))
+             if s != t]
+    total = 0.0
+    for t, s in pairs:
+        terms = []
+        for image in range(len(student_tokens[s])):
+            for token, logits in zip(student_tokens[s][image], student_logits[s][image],
+                                     strict=True):
+                match = torch.cosine_similarity(token, teacher_tokens[t][image], dim=-1).argmax()
+                terms.append(-(teacher_probabilities[t][image, match]
+                               * torch.log_softmax(logits, -1)).sum())
+        total = total + torch.stack(terms).mean()
+    return total / len(pairs)
+
+
+@pytest.mark.parametrize("teacher_tokens_per_view", [[4, 4], [4, 2]])
+def test_batched_region_and_view_losses_equal_the_loss_taken_pair_by_pair(
+        teacher_tokens_per_view):
+    generator = torch.Generator().manual_seed(0)
+    tokens_per_view = [4, 4, 1, 2, 1]
+
+    def rows(counts, width):
+        return torch.randn(3, sum(counts), width, generator=generator)
+
+    student_logits = rows(tokens_per_view, 6).requires_grad_()
+    student_tokens, teacher_tokens = rows(tokens_per_view, 5), rows(teacher_tokens_per_view, 5)
+    teacher_probabilities = torch.softmax(rows(teacher_tokens_per_view, 6) / 0.1, -1)
+    got = region_level_loss(student_logits, student_tokens, tokens_per_view,
+                            teacher_probabilities, teacher_tokens, teacher_tokens_per_view)
+    expected = per_pair_region_loss(
+        *[x.split(counts, 1) for x, counts in ((student_logits, tokens_per_view),
+                                               (student_tokens, tokens_per_view),
+                                               (teacher_probabilities, teacher_tokens_per_view),
+                                               (teacher_tokens, teacher_tokens_per_view))])
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(*[torch.autograd.grad(loss, student_logits)[0]
+                                 for loss in (got, expected)])
+    views = student_logits[:, :5].detach()  # the view level: one token per view
+    torch.testing.assert_close(
+        view_level_loss(views, teacher_probabilities[:, :2]),
+        per_pair_region_loss(views.split(1, 1), views.split(1, 1),
+                             teacher_probabilities[:, :2].split(1, 1), views[:, :2].split(1, 1)))
+
+
 def test_view_loss_pairs_every_teacher_view_with_every_other_student_view():
-    student_logits = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]),
-                      torch.tensor([[0.5, 0.5]])]
-    teacher_probabilities = [torch.tensor([[0.8, 0.2]]), torch.tensor([[0.1, 0.9]])]
+    student_logits = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]]])  # (image, view, K)
+    teacher_probabilities = torch.tensor([[[0.8, 0.2], [0.1, 0.9]]])
     pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]
-    expected = sum(cross_entropy(teacher_probabilities[t][0].tolist(),
-                                 student_logits[s][0].tolist()) for t, s in pairs) / 4
+    expected = sum(cross_entropy(teacher_probabilities[0, t].tolist(),
+                                 student_logits[0, s].tolist()) for t, s in pairs) / 4
     got = view_level_loss(student_logits, teacher_probabilities)
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
@@ -93,12 +137,12 @@ def test_the_loss_centres_sharpens_and_weighs_both_levels_by_a_half():
     outputs = method.eval()(batch)
     with torch.no_grad():
         student, teacher = method.student(batch.views), method.teacher(batch.views[:2])
-        view = view_level_loss([x / 0.2 for x in student.view_logits],
-                               [torch.softmax((x - 0.3) / 0.05, -1) for x in teacher.view_logits])
+        view = view_level_loss(student.view_logits / 0.2,
+                               torch.softmax((teacher.view_logits - 0.3) / 0.05, -1))
         region = region_level_loss(
-            [x / 0.2 for x in student.region_logits], student.region_features,
-            [torch.softmax((x - method.region_center) / 0.05, -1) for x in teacher.region_logits],
-            teacher.region_features)
+            student.region_logits / 0.2, student.region_features, student.tokens_per_view,
+            torch.softmax((teacher.region_logits - method.region_center) / 0.05, -1),
+            teacher.region_features, teacher.tokens_per_view)
     torch.testing.assert_close(outputs["view_loss"], view)
     torch.testing.assert_close(outputs["region_loss"], region)
     torch.testing.assert_close(outputs["loss"], 0.5 * view + 0.5 * region)
@@ -123,9 +167,8 @@ def test_centres_move_towards_the_batch_mean_of_the_teacher_outputs():
         batch = multicrop_batch(seed=seed)
         with torch.no_grad():
             teacher = method.teacher(batch.views[:2])
-        means = {"view_center": torch.cat(teacher.view_logits).mean(0, keepdim=True),
-                 "region_center": torch.cat([x.flatten(0, 1) for x in teacher.region_logits])
-                 .mean(0, keepdim=True)}
+        means = {"view_center": teacher.view_logits.flatten(0, 1).mean(0, keepdim=True),
+                 "region_center": teacher.region_logits.flatten(0, 1).mean(0, keepdim=True)}
         method(batch)
         for key in expected:
             expected[key] = 0.9 * expected[key] + 0.1 * means[key]
@@ -278,9 +321,8 @@ def test_two_processes_share_centres_of_the_global_batch(tmp_path):
     reference = build_esvit().train()
     with torch.no_grad():
         outputs = [reference.teacher(multicrop_batch(seed=rank).views[:2]) for rank in (0, 1)]
-    view = torch.cat([x for o in outputs for x in o.view_logits]).mean(0, keepdim=True)
-    region = torch.cat([x.flatten(0, 1) for o in outputs for x in o.region_logits]).mean(
-        0, keepdim=True)
+    view = torch.cat([o.view_logits.flatten(0, 1) for o in outputs]).mean(0, keepdim=True)
+    region = torch.cat([o.region_logits.flatten(0, 1) for o in outputs]).mean(0, keepdim=True)
     for key, mean in (("view_center", view), ("region_center", region)):
         assert torch.equal(first[key], second[key]), key
         torch.testing.assert_close(first[key], 0.1 * mean)

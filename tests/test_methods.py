@@ -34,7 +34,9 @@ def test_moco_key_encoder_is_an_ema_of_the_query_encoder_and_feeds_the_queue():
     loss = method(as_batch(batch))["loss"]
     for q, k, new in zip(query, key, method.key_encoder.parameters(), strict=True):
         torch.testing.assert_close(new, 0.9 * k + 0.1 * q)
+    assert torch.equal(method.queue.embeddings, queue_before)  # backward reads it, uncopied
     loss.backward()
+    method.finish_step()
     assert all(p.grad is None for p in method.key_encoder.parameters())
     assert all(p.grad is not None for p in method.encoder.parameters())
     with torch.no_grad():  # train mode: batch statistics, which do not depend on running stats

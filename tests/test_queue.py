@@ -52,3 +52,18 @@ def test_state_dict_round_trip_and_dtype():
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError):
         EmbeddingQueue(0, 4)
+
+
+def test_batches_kept_until_after_backward_are_written_in_order():
+    queue, direct = EmbeddingQueue(7, 2), EmbeddingQueue(7, 2)
+    direct.load_state_dict(queue.state_dict())
+    before = queue.embeddings.clone()
+    batches = [torch.full((2, 2), 1.0), torch.full((3, 2), 2.0)]
+    for batch in batches:
+        queue.enqueue_after_backward(batch)
+        direct.enqueue(batch)
+    assert torch.equal(queue.embeddings, before) and int(queue.pointer) == 0
+    queue.write_pending()
+    assert torch.equal(queue.embeddings, direct.embeddings) and int(queue.pointer) == 5
+    queue.write_pending()  # nothing kept twice
+    assert torch.equal(queue.embeddings, direct.embeddings)

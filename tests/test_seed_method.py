@@ -48,6 +48,9 @@ def test_one_view_goes_to_both_and_the_queue_receives_the_teacher_embeddings(tea
     images = torch.randn(8, 3, 32, 32)
     queue_before = method.queue.embeddings.clone()
     loss = method(as_batch([images]))["loss"]
+    assert torch.equal(method.queue.embeddings, queue_before)  # backward reads it, uncopied
+    loss.backward()
+    method.finish_step()
     with torch.no_grad():
         teacher = F.normalize(method.teacher(images), dim=1)
     # In train mode the student's BatchNorm statistics moved; the loss itself is checked below
@@ -72,6 +75,7 @@ def test_queue_wraps_with_a_size_that_is_not_a_multiple_of_the_batch(teacher_fol
     method = build_seed(teacher_folder, queue_size=7).train()
     for batch in (3, 3, 2):  # a short last batch
         method(as_batch([torch.randn(batch, 3, 32, 32)]))
+        method.finish_step()
     assert int(method.queue.pointer) == 8 % 7
 
 
@@ -92,6 +96,7 @@ def test_small_patch_views_use_a_second_queue(teacher_folder):
     assert method.views == "seed_small_patch"
     views = [torch.randn(4, 3, 32, 32)] + [torch.randn(4, 3, 16, 16) for _ in range(3)]
     metrics = method(as_batch(views))
+    method.finish_step()
     assert torch.allclose(metrics["loss"], metrics["loss_global"] + metrics["loss_small_patch"])
     with torch.no_grad():
         first_patches = F.normalize(method.teacher(views[1]), dim=1)
@@ -121,6 +126,7 @@ def test_teacher_projection_head_from_a_moco_checkpoint(tmp_path):
     assert method.queue.embeddings.shape == (20, 16) and not method.teacher.training
     images = torch.randn(4, 3, 32, 32)
     method(as_batch([images]))
+    method.finish_step()
     with torch.no_grad():
         expected = F.normalize(fc(backbone.eval()(images)), dim=1)
     torch.testing.assert_close(method.queue.embeddings[:4], expected)

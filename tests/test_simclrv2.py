@@ -153,6 +153,7 @@ def test_simclrv2_head_has_three_batch_normed_layers_of_the_encoder_width_and_a_
     before = method.memory.embeddings.clone()
     images = [torch.randn(4, 3, 16, 16) for _ in range(2)]
     method.train()(Batch(images, torch.zeros(4, dtype=torch.long), torch.arange(4)))
+    method.finish_step()
     assert int(method.memory.pointer) == 8  # both views of 4 images
     assert not torch.equal(method.memory.embeddings[:8], before[:8])
     assert torch.equal(method.memory.embeddings[8:], before[8:])

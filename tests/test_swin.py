@@ -17,6 +17,7 @@ from seedzoo.cli import main
 from seedzoo.deploy import OrtEncoder, export_onnx
 from seedzoo.errors import CheckpointError, SeedzooError
 from seedzoo.training import load_backbone
+from seedzoo.training.methods import build_method
 from seedzoo.zoo import create_encoder, save_pretrained
 from seedzoo.zoo.pretrained import weights_fingerprint
 
@@ -125,6 +126,16 @@ def test_a_released_checkpoint_is_a_teacher(swin, tmp_path):
     teacher, report = load_backbone(str(saved(tmp_path, "esvit", swin)), SWIN, model_args=TINY)
     assert_same_features(teacher, swin)
     assert report.format == "esvit" and not teacher.training
+
+
+@pytest.mark.parametrize("method, options", [
+    ("seed", {"queue_size": 8, "hidden_dim": 16}), ("crd", {"dataset_size": 64, "nce_k": 8})])
+def test_a_released_checkpoint_is_a_distillation_teacher_given_its_model_args(method, options,
+                                                                            swin, tmp_path):
+    teacher = {"source": str(saved(tmp_path, "esvit", swin)), "arch": SWIN, "model_args": TINY}
+    built = build_method(method, student={"arch": "test_resnet"}, teacher=teacher, **options)
+    assert_same_features(built.teacher, swin)
+    assert built.teacher_report.format == "esvit"
 
 
 def test_seedzoo_eval_evaluates_the_same_weights_and_says_what_it_skipped(swin, tmp_path,

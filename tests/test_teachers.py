@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from seedzoo.errors import CheckpointError, ModelNotFoundError
+from seedzoo.errors import CheckpointError, ModelNotFoundError, SeedzooError
 from seedzoo.training import load_backbone
+from seedzoo.training.methods import build_method
 from seedzoo.training.teachers import load_projection_head
-from seedzoo.zoo.pretrained import create_encoder, save_pretrained
+from seedzoo.zoo.pretrained import create_encoder, save_classifier, save_pretrained
 
 ARCH = "test_resnet"
 
@@ -248,3 +249,21 @@ def test_a_teacher_folder_of_another_architecture_than_the_recipe_says_is_refuse
                                                  "resnet50"):
         load_backbone(str(folder), arch="resnet50")
     assert load_backbone(str(folder), arch=ARCH)[0].pretrained_cfg["architecture"] == ARCH
+
+
+@pytest.mark.parametrize("method, options", [
+    ("seed", {}), ("kd", {"num_classes": 10}), ("crd", {"dataset_size": 64, "nce_k": 8})])
+def test_teacher_model_args_that_are_not_a_mapping_are_a_clear_error(method, options, tmp_path):
+    folder = str(save_pretrained(create_encoder(ARCH), tmp_path / "teacher"))
+    with pytest.raises(SeedzooError, match=r"method\.teacher\.model_args are timm\.create_model "
+                                           r"arguments.*got 'window_size=7'"):
+        build_method(method, student=ARCH, **options,
+                     teacher={"source": folder, "model_args": "window_size=7"})
+
+
+def test_model_args_for_a_teacher_folder_say_that_it_records_its_own(tmp_path):
+    folder = save_pretrained(create_encoder(ARCH), tmp_path / "teacher")
+    save_classifier(torch.nn.Linear(96, 10), folder)
+    with pytest.raises(ModelNotFoundError, match="records its own in its config.json"):
+        build_method("kd", student=ARCH, num_classes=10,
+                     teacher={"source": str(folder), "model_args": {"drop_rate": 0.1}})

@@ -30,6 +30,7 @@ from seedzoo.training.config import config_from_dict
 from seedzoo.training.optim import (
     LARS,
     WarmupCosineSchedule,
+    build_optimizer,
     param_groups,
     warmup_cosine,
 )
@@ -254,6 +255,29 @@ def test_weight_decay_and_lars_exclude_norms_and_biases():
     trust = 0.01 * 4.0 / (update * 2)              # eta * |w| / |update| (2x2 entries)
     torch.testing.assert_close(weight.detach(), torch.full((2, 2), 2.0 - 0.1 * trust * update))
     torch.testing.assert_close(bias.detach(), torch.full((2,), 1.0 - 0.1 * 0.5))  # plain SGD
+
+
+@pytest.mark.parametrize("name, torch_optimizer, exact", [
+    ("sgd", torch.optim.SGD, True), ("adamw", torch.optim.AdamW, False)])
+def test_the_fused_optimisers_step_as_the_per_tensor_ones(name, torch_optimizer, exact):
+    def trained(make_optimizer):
+        torch.manual_seed(0)  # channels-last weights: fused kernels walk raw memory
+        model = timm.create_model("test_resnet", num_classes=0).to(
+            memory_format=torch.channels_last)
+        optimizer = make_optimizer(model)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(3):  # the same gradients on both sides, whatever the weights
+            for parameter in model.parameters():
+                parameter.grad = torch.empty_like(parameter).normal_(generator=generator)
+            optimizer.step()
+        return model.state_dict()
+
+    got = trained(lambda model: build_optimizer(name, model, lr=0.01, weight_decay=0.1))
+    expected = trained(lambda model: torch_optimizer(param_groups(model, 0.1), lr=0.01,
+                                                     **({"momentum": 0.9} if exact else {})))
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=key,
+                                   **({"rtol": 0, "atol": 0} if exact else {}))
 
 
 def test_warmup_then_cosine_schedule():

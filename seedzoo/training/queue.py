@@ -17,6 +17,10 @@ class EmbeddingQueue(nn.Module):
     processes keep the same queue. Unlike the reference code, ``size`` need not be a multiple of
     the global batch and batches may be short: writes wrap around the end, and a batch larger than
     the queue keeps only its newest ``size`` rows.
+
+    A loss scored against :attr:`embeddings` itself (no copy) needs them unchanged until its
+    backward: :meth:`enqueue_after_backward` keeps the batch, :meth:`write_pending` (the method's
+    ``finish_step``) writes it.
     """
 
     def __init__(self, size: int, dim: int):
@@ -25,6 +29,7 @@ class EmbeddingQueue(nn.Module):
             raise ValueError(f"queue size and dim must be positive, got size={size}, dim={dim}")
         self.register_buffer("embeddings", nn.functional.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("pointer", torch.zeros(1, dtype=torch.long))
+        self.pending: list[torch.Tensor] = []  # batches for write_pending
 
     @property
     def size(self) -> int:
@@ -42,6 +47,16 @@ class EmbeddingQueue(nn.Module):
         rows = (start + torch.arange(batch.shape[0], device=batch.device)) % self.size
         self.embeddings[rows] = batch
         self.pointer[0] = (start + batch.shape[0]) % self.size
+
+    def enqueue_after_backward(self, batch: torch.Tensor) -> None:
+        """Keep ``batch`` for :meth:`write_pending`."""
+        self.pending.append(batch.detach())
+
+    def write_pending(self) -> None:
+        """:meth:`enqueue` the kept batches, oldest first."""
+        for batch in self.pending:
+            self.enqueue(batch)
+        self.pending.clear()
 
     def extra_repr(self) -> str:
         return f"size={self.size}, dim={self.embeddings.shape[1]}"

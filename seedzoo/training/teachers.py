@@ -28,15 +28,21 @@ def _listed(names: tuple[str, ...], conjunction: str) -> str:
 
 
 def teacher_spec(teacher: dict | str, method: str,
-                 keys: tuple[str, ...] = ("source", "arch", "network")) -> dict:
+                 keys: tuple[str, ...] = ("source", "arch", "network", "model_args")) -> dict:
     """The recipe's ``method.teacher`` as a dict: a source alone, or a dict of ``keys`` that
-    has ``source``; anything else is a clear error naming the keys ``method`` takes."""
+    has ``source``, whose ``model_args`` (extra ``timm.create_model`` arguments of a weights
+    file's architecture) are a mapping; anything else is a clear error naming the keys
+    ``method`` takes."""
     if isinstance(teacher, str):
         teacher = {"source": teacher}
     if not isinstance(teacher, dict) or "source" not in teacher or set(teacher) - set(keys):
         got = sorted(teacher) if isinstance(teacher, dict) else repr(teacher)
         raise SeedzooError(f"{method}'s method.teacher is a source or {{{', '.join(keys)}}}, "
                            f"got {got}.")
+    if not isinstance(teacher.get("model_args", {}), dict):
+        raise SeedzooError(f"{method}'s method.teacher.model_args are timm.create_model "
+                           "arguments of the teacher's architecture, a mapping such as "
+                           f"{{window_size: 7, img_size: 224}}; got {teacher['model_args']!r}.")
     return teacher
 
 
@@ -121,7 +127,7 @@ def load_projection_head(source: str) -> nn.Sequential:
 
 
 def load_classifier_teacher(source: str, arch: str | None = None, network: str | None = None,
-                            num_classes: int | None = None
+                            num_classes: int | None = None, model_args: dict | None = None
                             ) -> tuple[nn.Module, nn.Module, LoadReport]:
     """A teacher that gives logits: its backbone (as :func:`load_backbone`), the classifier kept
     beside it (an ``nn.Linear`` or an :class:`~seedzoo.zoo.pretrained.MLPClassifier`; eval mode;
@@ -143,7 +149,7 @@ def load_classifier_teacher(source: str, arch: str | None = None, network: str |
             "folder.")
     folders = [path] if (path / CONFIG_NAME).is_file() else network_folders(path)
     folder = folders[0] if len(folders) == 1 else path  # none: load_backbone says why
-    backbone, report = load_backbone(str(folder), arch)
+    backbone, report = load_backbone(str(folder), arch, model_args=model_args)
     if not has_classifier(folder):
         raise ModelNotFoundError(
             f"The teacher {source} gives no logits: {folder} holds an encoder but no classifier "

@@ -23,7 +23,9 @@ method declares:
 - ``describe()`` returns what the trainer prints once at the start (e.g. what a teacher load
   took), or None;
 - in eval mode (``method.eval()``) a forward pass computes the loss and changes no state: no
-  enqueue, no momentum update, no buffer write;
+  enqueue, no momentum update, no buffer write; in training mode a buffer the loss reads (a
+  queue) is written in ``finish_step``, after the backward that reads it (no copy needed:
+  ``EmbeddingQueue.enqueue_after_backward``);
 - everything a resume needs (queues, pointers, momentum encoders, frozen teachers) lives in its
   parameters and registered buffers, so ``state_dict()`` holds it;
 - a method with schedules of its own, or updates that follow the optimiser, uses the step hooks

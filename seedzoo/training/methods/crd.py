@@ -157,8 +157,10 @@ class CRD(Method):
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch, network}`` or a source: a model folder, run folder, hub id or
-      checkpoint file (``arch`` needed for files), or ``timm:<arch>`` (random: tests only); see
+    - ``teacher``: ``{source, arch, network, model_args}`` or a source: a model folder, run
+      folder, hub id or checkpoint file (``arch`` needed for files, ``model_args`` where its
+      weights need other ``timm.create_model`` arguments), or ``timm:<arch>`` (random: tests
+      only); see
       :func:`seedzoo.training.teachers.load_backbone`. Its pooled backbone features are
       embedded; with ``kd_weight > 0`` it must give logits too
       (:func:`seedzoo.training.teachers.load_classifier_teacher`);
@@ -208,12 +210,14 @@ class CRD(Method):
         self.teacher_classifier = self.classifier = None
         if kd_weight:
             self.teacher, self.teacher_classifier, self.teacher_report = load_classifier_teacher(
-                teacher["source"], teacher.get("arch"), teacher.get("network"), num_classes)
+                teacher["source"], teacher.get("arch"), teacher.get("network"), num_classes,
+                teacher.get("model_args"))
             self.teacher_classifier.requires_grad_(False)
             num_classes = self.teacher_classifier.out_features
         else:
             self.teacher, self.teacher_report = load_backbone(
-                teacher["source"], teacher.get("arch"), teacher.get("network"))
+                teacher["source"], teacher.get("arch"), teacher.get("network"),
+                teacher.get("model_args"))
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         if kd_weight or ce_weight:

@@ -30,6 +30,7 @@ The exported encoder is the teacher's backbone, as DINO and EsViT evaluate.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -68,19 +69,24 @@ def pooled_and_region_features(backbone: nn.Module, images: torch.Tensor
 
 
 @torch.no_grad()
-def match_regions(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
-    """For each student token ``(B, Ts, C)``, the index of the teacher token ``(B, Tt, C)`` of the
-    same image with the highest cosine similarity: ``(B, Ts)``."""
+def match_regions(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor,
+                  teacher_tokens_per_view: Sequence[int]) -> torch.Tensor:
+    """For each student token ``(B, Ns, C)`` and each teacher view, the index (into the teacher
+    tokens ``(B, Nt, C)`` of all views, view after view) of that view's token of the same image
+    with the highest cosine similarity: ``(B, Ns, teacher views)``, from one batched product."""
     similarity = F.normalize(student_tokens.float(), dim=-1) \
         @ F.normalize(teacher_tokens.float(), dim=-1).transpose(1, 2)
-    return similarity.argmax(dim=2)
+    starts = [0, *itertools.accumulate(teacher_tokens_per_view)][:-1]
+    return torch.stack([block.argmax(dim=2) + start for block, start in zip(
+        similarity.split(list(teacher_tokens_per_view), dim=2), starts, strict=True)], dim=2)
 
 
-def distillation_cross_entropy(teacher_probabilities: torch.Tensor,
-                               student_logits: torch.Tensor) -> torch.Tensor:
-    """``-sum_k p_t log p_s`` over the last dimension (the student's logits already divided by
-    its temperature)."""
-    return -(teacher_probabilities * F.log_softmax(student_logits, dim=-1)).sum(-1)
+def cross_entropy_matrix(teacher_probabilities: torch.Tensor,
+                         student_logits: torch.Tensor) -> torch.Tensor:
+    """``-sum_k p_t log p_s`` between every student row ``(B, Ns, K)`` (logits already divided by
+    the student temperature) and every teacher row ``(B, Nt, K)`` of the same image:
+    ``(B, Ns, Nt)``, one batched product."""
+    return -(F.log_softmax(student_logits, dim=-1) @ teacher_probabilities.transpose(1, 2))
 
 
 def view_pairs(teacher_views: int, student_views: int) -> list[tuple[int, int]]:
@@ -89,32 +95,42 @@ def view_pairs(teacher_views: int, student_views: int) -> list[tuple[int, int]]:
     return [(t, s) for t in range(teacher_views) for s in range(student_views) if s != t]
 
 
-def view_level_loss(student_logits: Sequence[torch.Tensor],
-                    teacher_probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
+def mean_over_view_pairs(cross_entropy: torch.Tensor,
+                         tokens_per_view: Sequence[int]) -> torch.Tensor:
+    """The mean over :func:`view_pairs` of the cross-entropies ``(B, Ns, teacher views)`` of a
+    student view's tokens (``tokens_per_view``, view after view) with a teacher view, each pair
+    averaged over the batch and the student view's tokens."""
+    batch, _, teacher_views = cross_entropy.shape
+    counts = torch.tensor(tokens_per_view, device=cross_entropy.device)
+    view_of_token = torch.repeat_interleave(torch.arange(len(counts), device=counts.device),
+                                            counts)
+    other_view = view_of_token[:, None] != torch.arange(teacher_views, device=counts.device)
+    weights = other_view / counts[view_of_token, None]
+    pairs = len(view_pairs(teacher_views, len(counts)))
+    return (cross_entropy * weights).sum() / (batch * pairs)
+
+
+def view_level_loss(student_logits: torch.Tensor,
+                    teacher_probabilities: torch.Tensor) -> torch.Tensor:
     """DINO's loss: the mean over :func:`view_pairs` of the batch-mean cross-entropy between
-    the teacher's ``(B, K)`` distribution of one view and the student's logits ``(B, K)``
-    (divided by its temperature) of another."""
-    pairs = view_pairs(len(teacher_probabilities), len(student_logits))
-    return sum(distillation_cross_entropy(teacher_probabilities[t], student_logits[s]).mean()
-               for t, s in pairs) / len(pairs)
+    the teacher's distribution of one view (``(B, teacher views, K)``) and the student's logits
+    (``(B, student views, K)``, divided by its temperature) of another."""
+    return mean_over_view_pairs(cross_entropy_matrix(teacher_probabilities, student_logits),
+                                [1] * student_logits.shape[1])
 
 
-def region_level_loss(student_logits: Sequence[torch.Tensor],
-                      student_tokens: Sequence[torch.Tensor],
-                      teacher_probabilities: Sequence[torch.Tensor],
-                      teacher_tokens: Sequence[torch.Tensor]) -> torch.Tensor:
+def region_level_loss(student_logits: torch.Tensor, student_tokens: torch.Tensor,
+                      tokens_per_view: Sequence[int], teacher_probabilities: torch.Tensor,
+                      teacher_tokens: torch.Tensor,
+                      teacher_tokens_per_view: Sequence[int]) -> torch.Tensor:
     """EsViT's region loss: for each of :func:`view_pairs`, each student region token
-    (logits ``(B, Ts, K)``, backbone features ``(B, Ts, C)``) is matched to a teacher token
-    (``(B, Tt, K)``, ``(B, Tt, C)``) by :func:`match_regions`, and the cross-entropy with the
-    matched distribution is averaged over the tokens and the batch, then over the pairs."""
-    pairs = view_pairs(len(teacher_probabilities), len(student_logits))
-    total = 0.0
-    for t, s in pairs:
-        match = match_regions(student_tokens[s], teacher_tokens[t])
-        targets = torch.gather(teacher_probabilities[t], 1, match.unsqueeze(-1).expand(
-            -1, -1, teacher_probabilities[t].shape[-1]))
-        total = total + distillation_cross_entropy(targets, student_logits[s]).mean()
-    return total / len(pairs)
+    (logits ``(B, Ns, K)``, backbone features ``(B, Ns, C)``, ``tokens_per_view`` view after
+    view) is matched to a teacher token (``(B, Nt, K)``, ``(B, Nt, C)``) by
+    :func:`match_regions`, and the cross-entropy with the matched distribution is averaged over
+    the tokens and the batch, then over the pairs."""
+    match = match_regions(student_tokens, teacher_tokens, teacher_tokens_per_view)
+    matched = cross_entropy_matrix(teacher_probabilities, student_logits).gather(2, match)
+    return mean_over_view_pairs(matched, tokens_per_view)
 
 
 def teacher_temperature_schedule(epoch: int, *, start: float, end: float,
@@ -135,11 +151,13 @@ def teacher_momentum_schedule(progress: TrainingProgress, *, start: float) -> fl
 
 
 class Outputs(NamedTuple):
-    """One network's outputs for a list of views, each a list with one entry per view."""
+    """One network's outputs for a list of views, image-major: row ``b`` of each tensor holds
+    image ``b``'s rows of every view, view after view."""
 
-    view_logits: list[torch.Tensor] | None      # (B, K) per view; None without the view level
-    region_logits: list[torch.Tensor] | None    # (B, T, K) per view; None without the region level
-    region_features: list[torch.Tensor]         # (B, T, C) per view: the backbone's tokens
+    view_logits: torch.Tensor | None    # (B, views, K); None without the view level
+    region_logits: torch.Tensor | None  # (B, tokens of all views, K); None without the region level
+    region_features: torch.Tensor       # (B, tokens of all views, C): the backbone's tokens
+    tokens_per_view: list[int]          # region tokens of each view
 
 
 class DinoNetwork(nn.Module):
@@ -151,7 +169,7 @@ class DinoNetwork(nn.Module):
         self.backbone, self.view_head, self.region_head = backbone, view_head, region_head
 
     def forward(self, views: Sequence[torch.Tensor]) -> Outputs:
-        """The outputs of each view: one backbone pass per run of same-size views, one pass of
+        """The outputs of all views: one backbone pass per run of same-size views, one pass of
         each head over all views."""
         pooled, tokens = [], []
         start = 0
@@ -164,15 +182,14 @@ class DinoNetwork(nn.Module):
             pooled += group_pooled.chunk(end - start)
             tokens += group_tokens.chunk(end - start)
             start = end
+        tokens_per_view = [t.shape[1] for t in tokens]
+        region_features = torch.cat(tokens, dim=1)
         view_logits = region_logits = None
         if self.view_head is not None:
-            view_logits = list(self.view_head(torch.cat(pooled)).split([len(p) for p in pooled]))
+            view_logits = self.view_head(torch.stack(pooled, dim=1))
         if self.region_head is not None:
-            flat = self.region_head(torch.cat([t.flatten(0, 1) for t in tokens]))
-            region_logits = [logits.view(*t.shape[:2], -1) for logits, t in
-                             zip(flat.split([t.shape[0] * t.shape[1] for t in tokens]), tokens,
-                                 strict=True)]
-        return Outputs(view_logits, region_logits, tokens)
+            region_logits = self.region_head(region_features)
+        return Outputs(view_logits, region_logits, region_features, tokens_per_view)
 
 
 def _without_stochastic_layers(network: nn.Module) -> nn.Module:
@@ -290,11 +307,11 @@ class EsViT(Method):
         temperature = teacher_temperature_schedule(self.progress.epoch,
                                                    **self.teacher_temperatures)
 
-        def sharpened(logits: list[torch.Tensor], center: torch.Tensor) -> list[torch.Tensor]:
-            return [F.softmax((x.float() - center) / temperature, dim=-1) for x in logits]
+        def sharpened(logits: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+            return F.softmax((logits.float() - center) / temperature, dim=-1)
 
-        def scaled(logits: list[torch.Tensor]) -> list[torch.Tensor]:
-            return [x.float() / self.student_temperature for x in logits]
+        def scaled(logits: torch.Tensor) -> torch.Tensor:
+            return logits.float() / self.student_temperature
 
         with torch.autocast(views[0].device.type, enabled=False):
             terms = {}
@@ -304,7 +321,8 @@ class EsViT(Method):
             if student.region_logits is not None:
                 terms["region_loss"] = region_level_loss(
                     scaled(student.region_logits), student.region_features,
-                    sharpened(teacher.region_logits, self.region_center), teacher.region_features)
+                    student.tokens_per_view, sharpened(teacher.region_logits, self.region_center),
+                    teacher.region_features, teacher.tokens_per_view)
         if self.training:
             self._update_centers(teacher)
         loss = self.level_weight * sum(terms.values())
@@ -318,6 +336,6 @@ class EsViT(Method):
                                (getattr(self, "region_center", None), teacher.region_logits)):
             if logits is None:
                 continue
-            outputs = torch.cat([x.float().flatten(0, -2) for x in logits])
-            center.lerp_(all_reduce_mean(outputs.mean(0, keepdim=True)),
+            mean = logits.float().flatten(0, -2).mean(0, keepdim=True)
+            center.lerp_(all_reduce_mean(mean),
                          1.0 - self.center_momentum)

@@ -40,9 +40,10 @@ class KD(Method):
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch, network}`` or a source: an encoder folder or run folder
-      written by a ``supervised`` (or ``kd``) run, which keeps the classifier beside the encoder
-      (``network`` picks one network of a run folder that holds several); see
+    - ``teacher``: ``{source, arch, network, model_args}`` or a source: an encoder folder or
+      run folder written by a ``supervised`` (or ``kd``) run, which keeps the classifier beside
+      the encoder (``network`` picks one network of a run folder that holds several; a folder
+      records its own ``model_args``, so giving them is an error); see
       :func:`seedzoo.training.teachers.load_classifier_teacher`. Its class count must be the
       data's;
     - ``temperature`` (4.0), ``kd_weight`` (0.9) and ``ce_weight`` (0.1).
@@ -65,7 +66,8 @@ class KD(Method):
             raise SeedzooError(f"method.kd_weight and method.ce_weight must be non-negative and "
                                f"not both 0, got {kd_weight} and {ce_weight}.")
         self.teacher, self.teacher_classifier, self.teacher_report = load_classifier_teacher(
-            teacher["source"], teacher.get("arch"), teacher.get("network"), num_classes)
+            teacher["source"], teacher.get("arch"), teacher.get("network"), num_classes,
+            teacher.get("model_args"))
         for module in (self.teacher, self.teacher_classifier):
             module.requires_grad_(False)
         self.encoder = build_encoder(student)

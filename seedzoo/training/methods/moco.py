@@ -92,11 +92,15 @@ class MoCo(Method):
             update_momentum_copies([(self.encoder, self.key_encoder), (self.head, self.key_head)],
                                    self.momentum)
         keys = self._keys(views[1])
-        # A copy: the queue is overwritten in place before backward needs it.
-        loss = info_nce(queries, keys, self.queue.embeddings.clone(), temperature=self.temperature)
+        # No copy of the queue: it is written after backward (finish_step).
+        loss = info_nce(queries, keys, self.queue.embeddings, temperature=self.temperature)
         if self.training:
-            self.queue.enqueue(keys)
+            self.queue.enqueue_after_backward(keys)
         return {"loss": loss}
+
+    def finish_step(self) -> None:
+        """The step's keys into the queue."""
+        self.queue.write_pending()
 
 
 def _shuffle_across_processes(images: torch.Tensor):

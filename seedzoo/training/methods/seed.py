@@ -6,7 +6,8 @@ the student's backbone and projection head (Linear-ReLU-Linear to the teacher's 
 too; both are L2-normalised. Each is scored against ``[the teacher's own embedding; a FIFO queue
 of past teacher embeddings]``; the teacher's scores at a sharp temperature give the target
 distribution of a soft cross-entropy on the student's scores. In training mode the batch's teacher
-embeddings then enter the queue (gathered from every process).
+embeddings then enter the queue (gathered from every process), after the step's backward, which
+reads the queue.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class SEED(Method):
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch, projection_head}``: a model folder, hub id, checkpoint file
-      (MoCo, SimCLR, SwAV, DINO, SEED, seedzoo run, torchvision, timm; ``arch`` needed for files)
-      or ``timm:<arch>`` (random: tests only); see :func:`seedzoo.training.load_backbone`. The
+    - ``teacher``: ``{source, arch, model_args, projection_head}``: a model folder, hub id,
+      checkpoint file (MoCo, SimCLR, SwAV, DINO, EsViT, SEED, seedzoo run, torchvision, timm;
+      ``arch`` needed for files, ``model_args`` where its weights need other
+      ``timm.create_model`` arguments, e.g. a small Swin's) or ``timm:<arch>`` (random: tests
+      only); see :func:`seedzoo.training.load_backbone`. The
       embedding is the backbone's pooled features, or with ``projection_head: true`` the output
       of the MLP head stored in the checkpoint file (as SEED's reference code distils MoCo-v2's
       128-d projection; see :func:`seedzoo.training.teachers.load_projection_head`);
@@ -68,9 +71,11 @@ class SEED(Method):
                  student_temperature: float = 0.2, teacher_temperature: float = 1e-4,
                  hidden_dim: int = 2048, small_patch_queue_size: int | None = None):
         super().__init__()
-        teacher = teacher_spec(teacher, "SEED", ("source", "arch", "projection_head"))
+        teacher = teacher_spec(teacher, "SEED", ("source", "arch", "model_args",
+                                                 "projection_head"))
         self.encoder = build_encoder(student)
-        self.teacher, self.teacher_report = load_backbone(teacher["source"], teacher.get("arch"))
+        self.teacher, self.teacher_report = load_backbone(
+            teacher["source"], teacher.get("arch"), model_args=teacher.get("model_args"))
         if teacher.get("projection_head"):
             self.teacher = ProjectedTeacher(self.teacher, load_projection_head(teacher["source"]))
         self.teacher.requires_grad_(False)
@@ -97,8 +102,8 @@ class SEED(Method):
         with torch.no_grad():  # first: its activations are freed before the student's are made
             teacher = F.normalize(self.teacher(images).float(), dim=1)
         student = F.normalize(self.head(self.encoder(images)).float(), dim=1)
-        # A copy: the queue is overwritten in place before backward needs it.
-        loss = seed_loss(student, teacher, queue.embeddings.clone(),
+        # No copy of the queue: it is written after backward (finish_step).
+        loss = seed_loss(student, teacher, queue.embeddings,
                          student_temperature=self.student_temperature,
                          teacher_temperature=self.teacher_temperature)
         return loss, teacher
@@ -111,12 +116,18 @@ class SEED(Method):
         if self.small_patch_queue is not None:
             small_loss, small_teacher = self._distill(torch.cat(views[1:]), self.small_patch_queue)
             if self.training:
-                self.small_patch_queue.enqueue(small_teacher[: views[1].shape[0]])
+                self.small_patch_queue.enqueue_after_backward(small_teacher[: views[1].shape[0]])
             metrics = {"loss": loss + small_loss, "loss_global": loss,
                        "loss_small_patch": small_loss}
         if self.training:
-            self.queue.enqueue(teacher)
+            self.queue.enqueue_after_backward(teacher)
         return metrics
+
+    def finish_step(self) -> None:
+        """The step's teacher embeddings into the queues."""
+        for queue in (self.queue, self.small_patch_queue):
+            if queue is not None:
+                queue.write_pending()
 
     def describe(self) -> str:
         """What the teacher load took and skipped."""

@@ -113,7 +113,7 @@ class SimCLR(Method):
         if self.gather_distributed and is_distributed():
             negatives = (_GatherWithGradient.apply(first), _GatherWithGradient.apply(second))
         if self.memory is not None:
-            memory = self.memory.embeddings.clone()  # the memory is written before backward
+            memory = self.memory.embeddings  # written after backward (finish_step)
         loss = nt_xent(first, second, temperature=self.temperature, negatives=negatives,
                        memory=memory)
         if self.memory is not None and self.training:
@@ -122,11 +122,16 @@ class SimCLR(Method):
 
     @torch.no_grad()
     def _remember(self, views: list[torch.Tensor]) -> None:
-        """Update the momentum copy, then enqueue its embeddings of both views."""
+        """Update the momentum copy, then keep its embeddings of both views for the memory."""
         update_momentum_copies([(self.encoder, self.memory_encoder),
                                 (self.head, self.memory_head)], self.memory_momentum)
-        self.memory.enqueue(torch.cat([
+        self.memory.enqueue_after_backward(torch.cat([
             F.normalize(self.memory_head(self.memory_encoder(v)).float(), dim=1) for v in views]))
+
+    def finish_step(self) -> None:
+        """The step's momentum embeddings into the memory."""
+        if self.memory is not None:
+            self.memory.write_pending()
 
 
 def _local_offset(size: int, device: torch.device) -> int:

@@ -47,8 +47,8 @@ class SimCLRv2Distill(KD):
     Options (the recipe's ``method`` section):
 
     - ``student``: encoder spec ``{arch, model_args, small_stem, pretrained_cfg}`` or an arch name;
-    - ``teacher``: ``{source, arch, network}`` or a source: the run (or encoder) folder of a
-      ``finetune`` run, or of any run that exports a classifier (see
+    - ``teacher``: ``{source, arch, network, model_args}`` or a source: the run (or encoder)
+      folder of a ``finetune`` run, or of any run that exports a classifier (see
       :func:`seedzoo.training.teachers.load_classifier_teacher`);
     - ``temperature`` (1.0; 0.1 for self-distillation);
     - ``label_weight`` (0.0, the paper's headline runs): alpha of the label loss mixed in.
