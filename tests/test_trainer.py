@@ -31,6 +31,7 @@ from seedzoo.training.optim import (
     LARS,
     WarmupCosineSchedule,
     build_optimizer,
+    clip_gradients,
     param_groups,
     warmup_cosine,
 )
@@ -413,3 +414,24 @@ def test_the_trainer_trains_in_the_memory_layout_the_recipe_asks(tmp_path, chann
     assert batch.labels.shape == batch.indices.shape == (len(batch.views[0]),)
     trainer.train_step(batch)  # trains in that layout
     assert all(p.is_contiguous(memory_format=layout) for p in convolutions)
+
+
+@pytest.mark.parametrize("mode", ["global", "per_parameter"])
+def test_gradient_clipping_against_a_hand_computation(mode):
+    big, small, frozen = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    big.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.6, 0.8])   # norms 5 and 1
+    clip_gradients([big, small, frozen], 2.0, mode)
+    if mode == "global":   # all scaled by 2 / sqrt(25 + 1)
+        scale = 2.0 / math.sqrt(26.0)
+        torch.testing.assert_close(big.grad, torch.tensor([3.0, 4.0]) * scale)
+        torch.testing.assert_close(small.grad, torch.tensor([0.6, 0.8]) * scale)
+    else:                  # each to at most 2 on its own: the small one is left alone
+        torch.testing.assert_close(big.grad, torch.tensor([3.0, 4.0]) * 2.0 / (5.0 + 1e-6))
+        torch.testing.assert_close(small.grad, torch.tensor([0.6, 0.8]))
+    assert frozen.grad is None
+
+
+def test_unknown_gradient_clipping_mode_is_refused():
+    with pytest.raises(SeedzooError, match="train.grad_clip_mode.*per_parameter"):
+        config_from_dict({"method": {"name": "simclr"},
+                          "train": {"grad_clip": 3.0, "grad_clip_mode": "layer"}})

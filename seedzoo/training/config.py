@@ -31,6 +31,7 @@ from seedzoo.zoo.layout import RUN_CONFIG_NAME
 OPTIMIZERS = ("sgd", "adamw", "lars")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+GRAD_CLIP_MODES = ("global", "per_parameter")
 
 
 @dataclass
@@ -81,7 +82,9 @@ class TrainConfig:
     momentum: float = 0.9                 # sgd and lars
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     warmup_epochs: float = 0.0            # linear warm-up, then cosine decay, per step
-    grad_clip: float | None = None        # max global gradient norm
+    grad_clip: float | None = None        # max gradient norm
+    grad_clip_mode: str = "global"        # global: all gradients' norm | per_parameter: each
+                                          # parameter's own (DINO's and EsViT's clip_gradients)
     precision: str = "fp32"               # fp32 | bf16 (CPU or CUDA) | fp16 (CUDA)
     sync_bn: bool = False                 # synchronise BatchNorm statistics across processes
     channels_last: bool = True            # channels-last weights and images (faster convolutions)
@@ -128,6 +131,7 @@ def validate(config: Config) -> Config:
     _check_choice(config.train.optimizer, OPTIMIZERS, "train.optimizer")
     _check_choice(config.train.precision, PRECISIONS, "train.precision")
     _check_choice(config.train.device, DEVICES, "train.device")
+    _check_choice(config.train.grad_clip_mode, GRAD_CLIP_MODES, "train.grad_clip_mode")
     train = config.train
     for where, value in (("data.image_size", config.data.image_size),
                          ("data.batch_size", config.data.batch_size),

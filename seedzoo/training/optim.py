@@ -83,6 +83,18 @@ def build_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: flo
     raise SeedzooError(f"Unknown optimizer {name!r}; use sgd, adamw or lars.")
 
 
+def clip_gradients(parameters, max_norm: float, mode: str = "global") -> None:
+    """Scale gradients down to at most ``max_norm``: their global norm (``"global"``), or each
+    parameter's own norm (``"per_parameter"``, as DINO's and EsViT's reference code)."""
+    with_grads = [parameter for parameter in parameters if parameter.grad is not None]
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_(with_grads, max_norm)
+        return
+    grads = [parameter.grad for parameter in with_grads]
+    norms = torch._foreach_norm(grads)
+    torch._foreach_mul_(grads, [torch.clamp(max_norm / (norm + 1e-6), max=1.0) for norm in norms])
+
+
 def cosine_interpolation(start: float, end: float, progress: float) -> float:
     """``start`` at ``progress`` 0, ``end`` at 1, along half a cosine (DINO's schedules)."""
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))

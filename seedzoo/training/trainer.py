@@ -67,7 +67,7 @@ from seedzoo.training.methods.base import (
     method_options,
     required_options,
 )
-from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer
+from seedzoo.training.optim import WarmupCosineSchedule, build_optimizer, clip_gradients
 from seedzoo.training.views import build_views
 from seedzoo.zoo.card import write_card
 from seedzoo.zoo.layout import (
@@ -564,7 +564,7 @@ class Trainer:
         self.scaler.scale(outputs["loss"]).backward()
         if opt.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.method.parameters(), opt.grad_clip)
+            clip_gradients(self.method.parameters(), opt.grad_clip, opt.grad_clip_mode)
         for parameter in self.method.frozen_parameters():
             parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
         self.scaler.step(self.optimizer)
