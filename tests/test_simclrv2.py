@@ -188,6 +188,25 @@ def test_finetune_starts_from_the_encoder_and_the_first_head_layer(pretrained):
     assert isinstance(linear.classifier, nn.Linear)
 
 
+def test_finetune_classifier_starts_at_zero_and_takes_plain_lars_steps(pretrained):
+    """As the reference code: the logits layer zero-initialised, and (as its head_supervised)
+    left out of weight decay and LARS adaptation, which would keep a zero layer near zero."""
+    from seedzoo.training.optim import build_optimizer
+
+    method = build_method("finetune", num_classes=10, pretrained=str(pretrained))
+    output = method.classifier[-1]
+    assert not output.weight.any() and not output.bias.any()
+    assert {id(p) for p in method.plain_parameters()} == {id(output.weight), id(output.bias)}
+    optimizer = build_optimizer("lars", method, lr=0.1, weight_decay=1e-4,
+                                plain=method.plain_parameters())
+    def group_of(parameter):
+        return next(g for g in optimizer.param_groups if any(p is parameter for p in g["params"]))
+
+    assert group_of(output.weight)["lars_exclude"] and group_of(output.weight)["weight_decay"] == 0
+    first_head_layer = group_of(method.classifier[0].weight)   # still adapted, with weight decay
+    assert not first_head_layer["lars_exclude"] and first_head_layer["weight_decay"] == 1e-4
+
+
 def test_label_fraction_trains_on_the_few_shot_protocols_subset():
     config = config_from_dict(toy_recipe(method={"name": "supervised", "encoder": TINY},
                                          data={"label_fraction": 0.1}, train={"seed": 3}))

@@ -12,13 +12,15 @@ from torch.optim.lr_scheduler import LRScheduler
 from seedzoo.errors import SeedzooError
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters in two groups: weights with ``weight_decay``, and norms and biases
-    (``ndim <= 1``) without it. The second group is also left out of LARS adaptation."""
+def param_groups(model: nn.Module, weight_decay: float, plain=()) -> list[dict]:
+    """Trainable parameters in two groups: weights with ``weight_decay``, and norms, biases
+    (``ndim <= 1``) and the ``plain`` parameters without it. The second group is also left out
+    of LARS adaptation."""
+    plain_ids = {id(param) for param in plain}
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
+            (no_decay if param.ndim <= 1 or id(param) in plain_ids else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
     return [g for g in groups if g["params"]]
@@ -67,9 +69,9 @@ class LARS(torch.optim.Optimizer):
 
 
 def build_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: float,
-                    momentum: float = 0.9, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+                    momentum: float = 0.9, betas=(0.9, 0.999), plain=()) -> torch.optim.Optimizer:
     """``sgd``, ``adamw`` (both fused) or ``lars`` over :func:`param_groups` of ``model``."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, plain)
     if not groups:
         raise SeedzooError("The method has no trainable parameters.")
     # fused: one kernel over all parameters per step instead of a few per tensor; SGD's steps

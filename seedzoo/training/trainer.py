@@ -362,7 +362,7 @@ class Trainer:
         self.lr = config.peak_lr()
         self.optimizer = build_optimizer(opt.optimizer, self.method, lr=self.lr,
                                          weight_decay=opt.weight_decay, momentum=opt.momentum,
-                                         betas=opt.betas)
+                                         betas=opt.betas, plain=self.method.plain_parameters())
         self.scheduler = WarmupCosineSchedule(
             self.optimizer, total_steps=self.total_steps,
             warmup_steps=round(opt.warmup_epochs * self.steps_per_epoch),

@@ -36,7 +36,10 @@ method declares:
   gradient clipping: the parameters whose gradients are dropped this step, which the optimiser
   then leaves untouched (e.g. a head's last layer in the first epoch); ``finish_step()`` after
   the optimiser step (e.g. a momentum teacher's update from the new weights). Without a trainer
-  (or before the first ``start_step``) a method behaves as at step 0.
+  (or before the first ``start_step``) a method behaves as at step 0;
+- ``plain_parameters()``, read once when the optimiser is built: weights that, like norms and
+  biases, get no weight decay and no LARS adaptation (a zero-initialised classifier would
+  barely move under LARS).
 
 A new method, in its own module (imported by ``seedzoo/training/methods/__init__.py``)::
 
@@ -74,7 +77,7 @@ from seedzoo.errors import SeedzooError
 _METHODS: dict[str, Callable[..., Method]] = {}
 # Methods of the contract that a submodule attribute must not shadow.
 _CONTRACT_NAMES = ("encoders", "classifiers", "describe", "check_views", "start_step",
-                   "frozen_parameters", "finish_step")
+                   "frozen_parameters", "plain_parameters", "finish_step")
 
 #: What the trainer knows of its data, given to the builders whose signature names it.
 DATA_CONTEXT = ("dataset_size", "num_classes")
@@ -147,6 +150,11 @@ class Method(nn.Module):
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         """The parameters the optimiser leaves untouched this step (none by default)."""
+        return []
+
+    def plain_parameters(self) -> list[nn.Parameter]:
+        """Weights that take plain steps: no weight decay and no LARS adaptation, as norms and
+        biases (none by default; SimCLRv2's fine-tuning: its new classifier)."""
         return []
 
     def finish_step(self) -> None:

@@ -100,9 +100,18 @@ class Finetune(EncoderClassifier):
         linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
         width = linears[-1].out_features if linears else feature_dim(self.encoder)
         output = nn.Linear(width, num_classes)
+        nn.init.zeros_(output.weight)  # as the reference code's zero_init_logits_layer
+        nn.init.zeros_(output.bias)
         self.classifier = MLPClassifier(*layers, output) if layers else output
         self.head_source = f"{head_layers} of the {total} projection head layers of {pretrained}"
         self.label_smoothing = label_smoothing
+
+    def plain_parameters(self) -> list[nn.Parameter]:
+        """The new classifier, left out of weight decay and LARS adaptation as the reference's
+        ``head_supervised``."""
+        classifier = self.classifier
+        output = classifier[-1] if isinstance(classifier, MLPClassifier) else classifier
+        return list(output.parameters())
 
     def describe(self) -> str:
         """What was loaded: the encoder, and which head layers."""
