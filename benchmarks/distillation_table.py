@@ -9,7 +9,8 @@ at k 20 and 200, linear top-1, few-shot 1% / 10% top-1 and the network's own cla
 (percent, "-" where not measured), the commit that trained it and its run. Rows are grouped by
 architecture, best k-NN@20 first. Prints Markdown and writes it to ``table.md`` in the folder;
 with ``--readme`` it also replaces the block between ``<!-- distillation -->`` and
-``<!-- /distillation -->`` in that file by the short table (method, network and the metrics).
+``<!-- /distillation -->`` (``--block`` names another) in that file by the short table (method,
+network and the metrics).
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ FULL = ("method", "network", "images seen", "training", *(c for c, _ in METRICS)
 SHORT = ("method", "network", *(c for c, _ in METRICS))
 
 
-def method_label(summary: dict) -> str:
+def teacher_fraction(summary: dict, folder: Path) -> float | None:
+    """The label fraction the run's teacher was fine-tuned on, from the teacher run's summary
+    in ``folder`` (a SimCLRv2 distillation's teacher is a ``finetune`` run)."""
+    source = (summary["config"]["method"].get("teacher") or {}).get("source")
+    teacher = folder / f"{Path(source).name}_summary.json" if source else None
+    if teacher is None or not teacher.is_file():
+        return None
+    return json.loads(teacher.read_text())["config"]["data"].get("label_fraction")
+
+
+def method_label(summary: dict, folder: Path) -> str:
     """The registry name, with the variant a recipe chose where the name alone hides it."""
     options = summary["config"]["method"]
     label = f"`{summary['method']}`"
@@ -42,6 +53,8 @@ def method_label(summary: dict) -> str:
     fraction = summary["config"]["data"].get("label_fraction")
     if fraction:
         label += f" on {fraction:.0%} of the labels"
+    if summary["method"] == "simclrv2_distill" and teacher_fraction(summary, folder):
+        label += f" from a teacher fine-tuned on {teacher_fraction(summary, folder):.0%}"
     return label
 
 
@@ -61,7 +74,7 @@ def rows(folder: Path) -> list[dict[str, str]]:
             spec = summary["config"]["method"].get("encoder")
             if isinstance(spec, dict) and spec.get("model_args"):  # not the architecture's size
                 arch += " (own model_args)"
-            row = {"method": method_label(summary), "network": arch,
+            row = {"method": method_label(summary, folder), "network": arch,
                    "images seen": f"{images:,}",
                    "training": f"{summary['wall_time_s'] / 60:.1f} min",
                    "commit": str(summary["versions"].get("seedzoo_commit", "?"))[:12],
@@ -88,12 +101,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("folder", nargs="?", type=Path,
                         default=Path("benchmarks/results/fmnist_distillation"))
     parser.add_argument("--readme", type=Path, help="a Markdown file with the block to replace")
+    parser.add_argument("--block", default="distillation",
+                        help="the name of that block: <!-- NAME --> ... <!-- /NAME -->")
     args = parser.parse_args(argv)
     table = rows(args.folder)
     text = markdown(table, FULL)
     (args.folder / "table.md").write_text(text)
     if args.readme:
-        replace_marked_block(args.readme, "distillation", markdown(table, SHORT))
+        replace_marked_block(args.readme, args.block, markdown(table, SHORT))
     print(text, end="")
     return text
 
