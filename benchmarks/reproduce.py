@@ -3,7 +3,7 @@
     python benchmarks/reproduce.py [--budget cpu|gpu] [--only NAME ...] [--list]
         [--runs-dir runs/study] [--results benchmarks/results/study]
 
-One big teacher (a MoCo v2 ResNet-50 trained here; its supervised twin for the methods that
+One big teacher (a SimCLRv2 ResNet-50 trained here; its supervised twin for the methods that
 distil logits), then for each student (EfficientNet-B0, MobileNet-v3-Large, ResNet-18): MoCo v2
 from scratch at the students' budget, SEED, KD, label-free CRD, CRD+KD+CE, DoGo, SimCLRv2
 distillation from the teacher fine-tuned on 1% and 10% of the labels, supervised (the upper
@@ -39,7 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENTS = ("efficientnet_b0", "mobilenetv3_large_100", "resnet18")
-TEACHER = "teacher_moco_resnet50"
+# SimCLRv2 rather than MoCo v2: on Fashion-MNIST at 32 px it learnt far faster (docs/study.md)
+TEACHER = "teacher_simclrv2_resnet50"
 LABELLED_TEACHER = "teacher_supervised_resnet50"
 
 
@@ -90,7 +91,7 @@ def plan(budget: Budget, runs_dir: Path) -> list[Run]:
     teachers = (*common, f"train.epochs={budget.teacher_epochs}")
     folder = lambda name: (runs_dir / name).as_posix()  # noqa: E731
     runs = [
-        Run(TEACHER, "configs/fmnist/teachers/moco_resnet50.yaml", "moco", teachers,
+        Run(TEACHER, "configs/fmnist/simclrv2/pretrain_resnet50.yaml", "simclr", teachers,
             is_teacher=True, networks={"encoder": "resnet50"}),
         Run(LABELLED_TEACHER, "configs/fmnist/supervised/resnet50.yaml", "supervised", teachers,
             label_fraction=1.0, is_teacher=True, networks={"encoder": "resnet50"}),
