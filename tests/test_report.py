@@ -15,7 +15,7 @@ from PIL import Image
 from seedzoo.cli import main
 from seedzoo.errors import SeedzooError
 from seedzoo.report import build_report, read_study
-from seedzoo.report.content import baseline_of, lift
+from seedzoo.report.content import baseline_of, images_to_reach, lift
 from seedzoo.report.figures import pareto_front
 from seedzoo.report.study import training_log
 
@@ -195,8 +195,9 @@ def test_the_html_needs_no_other_file_nor_the_network(tmp_path):
     assert not re.search(r"url\(|@import|<link|<script", page, re.IGNORECASE)
     sources = re.findall(r'<img src="([^"]*)"', page)
     assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
-    # 3 results, 2 lifts (resnet50 has its baseline alone), the papers' claims, the budget
-    assert page.count("<table>") == 7
+    # 3 results, 2 lifts (resnet50 has its baseline alone), the papers' claims, the label-free
+    # runs against pixels, the budget
+    assert page.count("<table>") == 8
 
 
 def test_importing_and_building_the_report_imports_no_torch(tmp_path):
@@ -236,3 +237,32 @@ def test_the_html_renders_its_tables_and_images_in_headless_chromium(tmp_path):
     inked = (pixels.min(axis=1) < 200).mean()  # text, rules, plots: not white
     coloured = (pixels.max(axis=1) - pixels.min(axis=1) > 80).mean()  # the plots' colours
     assert inked > 0.05 and coloured > 0.03, (inked, coloured)
+
+
+def test_images_to_reach_extrapolates_the_log_linear_trend_by_hand():
+    curve = [(1e3, 50.0), (1e4, 60.0), (1e5, 70.0)]          # +10 points per decade
+    assert images_to_reach(curve, 15.0) == pytest.approx(1e5 * 10 ** 1.5)
+    assert images_to_reach(curve[:2], 15.0) is None           # too few points to call a trend
+    assert images_to_reach([(1e3, 60.0), (1e4, 60.0), (1e5, 59.0)], 5.0) is None   # not rising
+
+
+def test_label_free_runs_below_pixels_get_the_images_their_trend_needs(tmp_path):
+    curve = [{"images_seen": n, "knn_top1@20": v}
+             for n, v in ((300, 0.50), (3000, 0.60), (30000, 0.70))]
+    rising = row("simclr_r18", "resnet18", "simclr", 0.70, 0.72, curve=curve)
+    labelled = row("sup_r18", "resnet18", "supervised", 0.90, 0.90, labels=1.0)
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary([rising, labelled])))     # pixels 75.0
+    markdown = build_report(path)["markdown"].read_text()
+    heading = "## Label-free runs against raw pixels (k-NN@20 75.0)"
+    assert table_under(markdown, heading)[1] == [
+        "simclr_r18", "resnet18", "simclr", "70.0", "-5.0", "30,000", "~94,868"]  # 30,000 x 10^0.5
+    against_pixels = markdown[markdown.index(heading):markdown.index("## Training budget")]
+    assert "sup_r18" not in against_pixels
+
+
+def test_a_label_free_run_above_pixels_is_named(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary([row("seed_r18", "resnet18", "seed", 0.80, 0.81)])))
+    markdown = build_report(path)["markdown"].read_text()
+    assert "Above raw pixels: seed_r18 80.0." in markdown

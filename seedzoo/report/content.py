@@ -3,10 +3,19 @@ from-scratch self-supervised training, the papers' claims beside ours, the train
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from seedzoo.report.document import Figure, Section, Table
-from seedzoo.report.study import Run, Study, best_first, metric_order, metric_title
+from seedzoo.report.study import (
+    Run,
+    Study,
+    best_first,
+    knn_curve,
+    metric_order,
+    metric_title,
+    training_log,
+)
 
 # The from-scratch self-supervised methods a run's lift is measured against, preferred first:
 # MoCo v2 is the SEED paper's baseline.
@@ -193,6 +202,54 @@ def papers_section(study: Study) -> Section:
     return section
 
 
+def images_to_reach(curve: list[tuple[float, float]], gap: float) -> float | None:
+    """Images seen for ``curve`` (``(images seen, top-1 %)``) to gain ``gap`` more points,
+    extrapolating a least-squares line of top-1 against log10(images seen) from its last
+    point; ``None`` with fewer than 3 points or no upward trend."""
+    if len(curve) < 3:
+        return None
+    xs = [math.log10(images) for images, _ in curve]
+    ys = [value for _, value in curve]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread \
+        if spread else 0.0
+    if slope <= 0:
+        return None
+    return curve[-1][0] * 10 ** (gap / slope)
+
+
+def pixels_section(study: Study, metric: str = "knn_top1@20") -> Section | None:
+    """Whether a label-free run beats raw pixels on ``metric``; if none does, each one's
+    learning curve extrapolated to the images it would need (a trend, not a measurement)."""
+    if metric not in study.pixels:
+        return None
+    pixels = 100 * study.pixels[metric]
+    free = [run for run in best_first(study.runs)
+            if run.label_fraction == 0 and metric in run.metrics]
+    if not free:
+        return None
+    above = [run for run in free if 100 * run.metrics[metric] > pixels]
+    title = f"Label-free runs against raw pixels ({metric_title(metric)} {pixels:.1f})"
+    if above:
+        return Section(title, ["Above raw pixels: " + ", ".join(
+            f"{run.name} {percent(run.metrics[metric])}" for run in above) + "."])
+    rows = []
+    for run in free:
+        gap = pixels - 100 * run.metrics[metric]
+        needed = images_to_reach(knn_curve(run, training_log(run)), gap)
+        rows.append([run.name, run.architecture, run.label, percent(run.metrics[metric]),
+                     points(-gap), f"{run.images_seen:,}",
+                     "no upward trend" if needed is None else f"~{needed:,.0f}"])
+    return Section(title, [
+        "No label-free run beats raw pixels. Extrapolation: the gap divided by the slope of a "
+        "line fitted to each run's k-NN curve against log10(images seen), from its last point; "
+        "a trend of a few points, not a measurement.",
+        Table(["run", "architecture", "method", metric_title(metric), "vs pixels",
+               "images seen", "images to reach pixels (trend)"], rows,
+              [False] * 3 + [True] * 4)])
+
+
 def budget_table(study: Study) -> Table:
     """What each run cost: images seen, epochs, wall time, throughput, machine."""
     rows = [[run.name, run.architecture, run.label, f"{run.images_seen:,}", f"{run.epochs:g}",
@@ -229,6 +286,9 @@ def sections(study: Study, figures: dict[str, Figure | None]) -> list[Section]:
         if blocks:
             result.append(Section(arch, blocks, level=3))
     result.append(papers_section(study))
+    against_pixels = pixels_section(study)
+    if against_pixels:
+        result.append(against_pixels)
     result.append(Section("Training budget", [
         budget_table(study),
         *([figures["training_curves"]] if figures.get("training_curves") else [])]))

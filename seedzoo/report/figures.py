@@ -15,9 +15,9 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from seedzoo.report.document import Figure
 from seedzoo.report.study import (
-    Run,
     Study,
     best_first,
+    knn_curve,
     metric_title,
     series,
     training_log,
@@ -146,15 +146,6 @@ def student_bars(study: Study, path: Path) -> Figure | None:
                      "network, best k-NN first; the dashed line is raw pixels' k-NN@20.")
 
 
-def _knn_points(run: Run, log: list[dict]) -> list[tuple[float, float]]:
-    """The run's k-NN curve in %: its ``curve`` (the study's k-NN@20) if given, else the
-    trainer's k-NN monitor from its log."""
-    if run.curve:
-        return [(p["images_seen"], 100 * p["knn_top1@20"]) for p in run.curve
-                if "knn_top1@20" in p]
-    return series(log, run, "knn_top1")
-
-
 def training_curves(study: Study, path: Path) -> Figure | None:
     """Loss and k-NN top-1 against images seen, a row of two panels per architecture; ``None``
     when no run has a training log or a curve."""
@@ -174,7 +165,7 @@ def training_curves(study: Study, path: Path) -> Figure | None:
                 loss = series(logs[run.name], run, "loss")
                 if loss:
                     loss_ax.plot(*zip(*loss, strict=True), **style)
-                knn = _knn_points(run, logs[run.name])
+                knn = knn_curve(run, logs[run.name])
                 if knn:
                     knn_ax.plot(*zip(*knn, strict=True), marker="o", **style)
             if all(value > 0 for line in loss_ax.get_lines() for value in line.get_ydata()):

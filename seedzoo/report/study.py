@@ -292,3 +292,12 @@ def series(log: list[dict], run: Run, column: str) -> list[tuple[float, float]]:
     keys = (column, f"{column}_{run.architecture}")
     return [(row["images_seen"], row[key]) for row in log for key in keys
             if _is_number(row.get(key))]
+
+
+def knn_curve(run: Run, log: list[dict]) -> list[tuple[float, float]]:
+    """The run's k-NN curve in %: its ``curve`` (the study's k-NN@20) if given, else the
+    trainer's k-NN monitor from its log."""
+    if run.curve:
+        return [(p["images_seen"], 100 * p["knn_top1@20"]) for p in run.curve
+                if "knn_top1@20" in p]
+    return series(log, run, "knn_top1")
