@@ -16,25 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from seedzoo.provenance import source_commit
 
 MODELS = ["efficientnet_b0", "mobilenetv3_large_100", "mobilenetv3_small_100", "resnet18",
           "resnet50"]
 # Issue targets at batch 1: ORT fp32 time / torch eager time at most this.
 ORT_TARGETS = {"efficientnet_b0": 0.45, "mobilenetv3_large_100": 0.40, "resnet18": 0.75}
 OVERHEAD_TARGET = 1.05  # seedzoo's ORT path / bare InferenceSession.run
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def measure(arch: str, folder: Path, args) -> dict:
@@ -184,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(arch, Path(folder), args)
             print(format_latency_table(result), flush=True)
             results.append(result)
-    summary = {"command": command, "commit": _commit(), "wall_s": time.perf_counter() - start,
+    summary = {"command": command, "commit": source_commit(),
+               "wall_s": time.perf_counter() - start,
                "threads": args.threads, "machine": machine_info(),
                "load_average": {"start": load_start, "end": load_average()},
                "rows": table_rows(results), "results": results}

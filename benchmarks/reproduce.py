@@ -37,6 +37,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seedzoo.provenance import source_commit
+from seedzoo.results import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDENTS = ("efficientnet_b0", "mobilenetv3_large_100", "resnet18")
 # SimCLRv2 rather than MoCo v2: on Fashion-MNIST at 32 px it learnt far faster (docs/study.md)
@@ -164,16 +167,10 @@ def train_command(run: Run, runs_dir: Path) -> list[str]:
     return command
 
 
-def execute(command: list[str]) -> float:
-    """Run ``command`` from the repository root, echoing it; returns its wall time in seconds."""
+def execute(command: list[str]) -> None:
+    """Run ``command`` from the repository root, echoing it."""
     print("$ " + shlex.join(command), flush=True)
-    start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True)
-    return time.perf_counter() - start
-
-
-def write_json(path: Path, document: dict) -> None:
-    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 class Study:
@@ -212,8 +209,9 @@ class Study:
         summary["command"] = shlex.join(train_command(run, self.runs_dir))
         # which teachers it learnt from: a teacher retrained in another session may differ
         summary["teachers_sha256"] = {need: self.fingerprint(need) for need in run.needs}
-        write_json(record, summary)
+        # the log first: the record's presence means the run's files are all there
         shutil.copyfile(folder / "metrics.jsonl", self.results / f"metrics_{run.name}.jsonl")
+        write_report(summary, record)
 
     def fingerprint(self, name: str) -> str:
         """The weights fingerprint of the network run ``name`` exported."""
@@ -227,8 +225,10 @@ class Study:
         folder = (self.runs_dir / run.name / network).as_posix()
         fmnist = self.results / f"eval_{run.name}_{network}.json"
         if not fmnist.exists():
+            from seedzoo.zoo.pretrained import has_classifier
+
             protocols = "knn,linear,fewshot,finetune"
-            if (self.runs_dir / run.name / network / "classifier.safetensors").exists():
+            if has_classifier(folder):
                 protocols += ",classifier"
             execute(["seedzoo", "eval", "--model", folder, "--dataset", "fashion-mnist",
                      "--protocol", protocols, "--knn-k", "20,200",
@@ -242,7 +242,7 @@ class Study:
         if not deploy.exists():
             print(f"== deploying {run.name}/{network}: parameters, FLOPs, ONNX fp32/INT8",
                   flush=True)
-            write_json(deploy, deployment_figures(folder, threads=self.threads))
+            write_report(deployment_figures(folder, threads=self.threads), deploy)
 
     def summary(self) -> dict:
         from seedzoo.deploy.latency import machine_info
@@ -250,7 +250,8 @@ class Study:
         rows = [row for run in self.runs for row in self.rows(run)]
         pixels = self.results / "eval_pixels.json"
         return {"schema": "seedzoo-study/1", "dataset": "fashion-mnist",
-                "budget": self.budget.machine, "machine": machine_info(), "commit": git_commit(),
+                "budget": self.budget.machine, "machine": machine_info(),
+                "commit": source_commit(),
                 "pixels": json.loads(pixels.read_text())["metrics"] if pixels.exists() else {},
                 "rows": rows}
 
@@ -293,7 +294,7 @@ class Study:
 
     def write_summary(self) -> Path:
         path = self.results / "summary.json"
-        write_json(path, self.summary())
+        write_report(self.summary(), path)
         return path
 
 
@@ -328,11 +329,6 @@ def deployment_figures(folder: str, *, threads: int) -> dict:
                           "onnx_int8_b1": p50[("onnxruntime", "int8")]},
            "int8_accuracy_drop": {f"knn_top1@{knn['k']}": -knn["int8_minus_fp32_points"] / 100}}
     return {"row": row, "latency": latency, "int8_knn": knn}
-
-
-def git_commit() -> str | None:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return result.stdout.strip() or None
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,6 @@ import copy
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from contextlib import nullcontext
@@ -40,6 +39,8 @@ from pathlib import Path
 
 import torch
 from distill_step import bare_networks, interleaved
+
+from seedzoo.provenance import source_commit
 
 STUDENTS = "efficientnet_b0,mobilenetv3_large_100,resnet18"
 
@@ -111,15 +112,6 @@ def time_student(student: str, teacher: Path, args) -> dict:
     }
 
 
-def commit() -> str:
-    """The checkout's commit, ``-dirty`` when files differ from it."""
-    def git(*arguments):
-        return subprocess.run(["git", *arguments], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain",
-                                                                 "--untracked-files=no") else "")
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", default=STUDENTS, help="comma-separated timm archs")
@@ -131,7 +123,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="also write the measurements to this file")
     args = parser.parse_args(argv)
     run = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-           "commit": commit(), "load_average_before": os.getloadavg(),
+           "commit": source_commit(), "load_average_before": os.getloadavg(),
            "threads": torch.get_num_threads(), "recipe": args.recipe,
            "repeats": args.repeats, "students": []}
     print(f"commit {run['commit']}, load average before {run['load_average_before']}, "
