@@ -298,12 +298,20 @@ class Study:
         return path
 
 
+def params_and_flops(model, input_size) -> dict:
+    """``model``'s parameter count and the FLOPs of one forward at ``input_size`` (C, H, W)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, *input_size))
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "flops": counter.get_total_flops()}
+
+
 def deployment_figures(folder: str, *, threads: int) -> dict:
     """Parameters, FLOPs, ONNX fp32 / INT8 batch-1 latency against torch, INT8's k-NN cost."""
     import tempfile
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     import seedzoo
     from seedzoo.deploy.latency import benchmark_latency
@@ -313,8 +321,6 @@ def deployment_figures(folder: str, *, threads: int) -> dict:
 
     model = seedzoo.load(folder).eval()
     input_size = list(model.pretrained_cfg["input_size"])
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_size))
     with tempfile.TemporaryDirectory(prefix="seedzoo-study-") as tmp:
         fp32 = export_onnx(model, Path(tmp) / "model.onnx", model_id=folder).path
         int8 = quantize_int8(fp32, Path(tmp) / "model.int8.onnx").path
@@ -322,8 +328,7 @@ def deployment_figures(folder: str, *, threads: int) -> dict:
                                     threads=threads, budget_s=3.0)
         knn = compare_knn(fp32, int8, "fashion-mnist")
     p50 = {(r["backend"], r["precision"]): r["p50_ms"] for r in latency["results"]}
-    row = {"params": sum(p.numel() for p in model.parameters()),
-           "flops": counter.get_total_flops(), "input_size": input_size,
+    row = {**params_and_flops(model, input_size), "input_size": input_size,
            "latency_ms": {"torch_fp32_b1": p50[("torch", "fp32")],
                           "onnx_fp32_b1": p50[("onnxruntime", "fp32")],
                           "onnx_int8_b1": p50[("onnxruntime", "int8")]},

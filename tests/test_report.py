@@ -70,7 +70,7 @@ def full_study(folder: Path) -> Path:
 
 def table_under(markdown: str, heading: str) -> list[list[str]]:
     """The cells of the first table after ``heading`` (header row first, rule dropped)."""
-    after = markdown[markdown.index(heading + "\n"):].split("\n\n")
+    after = markdown[markdown.index(heading + "\n") + len(heading):].lstrip("\n").split("\n\n")
     table = next(block for block in after if block.startswith("|"))
     lines = [line for line in table.splitlines() if not line.startswith("| ---")]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
@@ -195,9 +195,9 @@ def test_the_html_needs_no_other_file_nor_the_network(tmp_path):
     assert not re.search(r"url\(|@import|<link|<script", page, re.IGNORECASE)
     sources = re.findall(r'<img src="([^"]*)"', page)
     assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
-    # 3 results, 2 lifts (resnet50 has its baseline alone), the papers' claims, the label-free
-    # runs against pixels, the budget
-    assert page.count("<table>") == 8
+    # the headline, 3 results, 2 lifts (resnet50 has its baseline alone), the papers' claims,
+    # the label-free runs against pixels, the budget
+    assert page.count("<table>") == 9
 
 
 def test_importing_and_building_the_report_imports_no_torch(tmp_path):
@@ -266,3 +266,30 @@ def test_a_label_free_run_above_pixels_is_named(tmp_path):
     path.write_text(json.dumps(summary([row("seed_r18", "resnet18", "seed", 0.80, 0.81)])))
     markdown = build_report(path)["markdown"].read_text()
     assert "Above raw pixels: seed_r18 80.0." in markdown
+
+
+def test_the_headline_fills_the_readme_block_with_seeds_lift_and_the_targets(tmp_path):
+    full_study(tmp_path / "study")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- study -->\nold\n<!-- /study -->\nafter\n")
+    written = build_report(tmp_path / "study", readme=readme)
+    assert written["readme"] == readme
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- study -->\n") and text.endswith("<!-- /study -->\nafter\n")
+    assert "old" not in text
+    table = table_under(text, "<!-- study -->")
+    assert table[0][:4] == ["student", "from scratch k-NN@20", "SEED k-NN@20", "SEED lift"]
+    # Only architectures with a SEED run; seed_mbv3 67.8 - moco_mbv3 55.5 = +12.3.
+    assert table[1] == ["mobilenetv3_large_100", "55.5", "67.8", "+12.3", "67.8 (seed)", "-",
+                        "69.5 (crd (CRD+KD+CE))", "-", "0.75"]
+    assert table[2] == ["resnet18", "71.6", "73.8", "+2.2", "73.8 (seed)", "-", "82.5 (kd)",
+                        "11.2", "0.90"]
+    # The best label-free network, 73.8, against pixels' 75.0 k-NN@20; no linear for pixels.
+    assert "Best linear top-1 without the full labels: seed_r18 (resnet18) 74.1." in text
+    assert "Best label-free k-NN@20: seed_r18 (resnet18) 73.8, -1.2 points against raw pixels' " \
+        "75.0." in text
+    assert "![" in text and "(study/accuracy_latency.png)" in text
+    assert "[study/report.md](study/report.md)" in text
+    (tmp_path / "other.md").write_text("no markers\n")
+    with pytest.raises(SeedzooError, match="<!-- study -->"):
+        build_report(tmp_path / "study", readme=tmp_path / "other.md")

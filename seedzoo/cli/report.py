@@ -20,13 +20,16 @@ def register(subparsers) -> None:
                         default=LibraryDefault("seedzoo.report:build_report", "accuracy"),
                         choices=["knn_top1@20", "linear_top1"],
                         help="metric plotted against latency (default: %(default)s)")
+    parser.add_argument("--readme", metavar="FILE",
+                        help="also fill FILE's <!-- study --> ... <!-- /study --> block with the "
+                        "headline table and the accuracy/latency plot (e.g. README.md)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from seedzoo.report import build_report
 
-    written = build_report(args.study, args.out, accuracy=args.accuracy)
+    written = build_report(args.study, args.out, accuracy=args.accuracy, readme=args.readme)
     for path in written.values():
         print(path)
     return 0

@@ -250,6 +250,59 @@ def pixels_section(study: Study, metric: str = "knn_top1@20") -> Section | None:
               [False] * 3 + [True] * 4)])
 
 
+def _best(runs, metric: str) -> Run | None:
+    return max((run for run in runs if metric in run.metrics),
+               key=lambda run: run.metrics[metric], default=None)
+
+
+def _named(run: Run | None, metric: str) -> str:
+    return "-" if run is None else f"{percent(run.metrics[metric])} ({run.label})"
+
+
+def headline(study: Study) -> list[str | Table]:
+    """Per student (an architecture with a ``seed`` run): the same-budget from-scratch run and
+    SEED (k-NN@20) with SEED's lift, the best label-free run (k-NN@20), the best linear top-1
+    with at most 10% of the labels and with all of them, size and ONNX latency; then the best
+    run without the full labels against the linear target and raw pixels."""
+    knn, linear = "knn_top1@20", "linear_top1"
+    rows = []
+    for architecture in study.architectures:
+        runs = [run for run in study.runs if run.architecture == architecture]
+        seed = _best([run for run in runs if run.method == "seed"], knn)
+        if seed is None:
+            continue
+        baseline = baseline_of(seed, study.runs)
+        few_labels = _best([run for run in runs if 0 < run.label_fraction <= 0.1], linear)
+        rows.append([
+            architecture, percent(baseline.metrics.get(knn)) if baseline else "-",
+            percent(seed.metrics[knn]), points(lift(seed, baseline, knn)) if baseline else "-",
+            _named(_best([run for run in runs if run.label_fraction == 0], knn), knn),
+            _named(few_labels, linear),
+            _named(_best([run for run in runs if run.label_fraction == 1], linear), linear),
+            f"{seed.params / 1e6:.1f}" if seed.params else "-",
+            _cell(seed.latency_ms, "onnx_fp32_b1", "{:.2f}".format)])
+    if not rows:
+        return []
+    blocks: list[str | Table] = [Table(
+        ["student", "from scratch k-NN@20", "SEED k-NN@20", "SEED lift", "best label-free "
+         "k-NN@20", "best linear, ≤10% labels", "best linear, all labels", "params (M)",
+         "ONNX fp32 ms"], rows, [False] + [True] * 3 + [False] * 3 + [True] * 2)]
+    unlabelled = [run for run in study.runs if run.label_fraction <= 0.1]
+    best_linear, best_knn = _best(unlabelled, linear), _best(
+        [run for run in unlabelled if run.label_fraction == 0], knn)
+    if best_linear:
+        blocks.append(f"Best linear top-1 without the full labels: {best_linear.name} "
+                      f"({best_linear.architecture}) {percent(best_linear.metrics[linear])}"
+                      + (f"; raw pixels {percent(study.pixels[linear])}."
+                         if linear in study.pixels else "."))
+    if best_knn and knn in study.pixels:
+        gap = 100 * (best_knn.metrics[knn] - study.pixels[knn])
+        blocks.append(f"Best label-free k-NN@20: {best_knn.name} ({best_knn.architecture}) "
+                      f"{percent(best_knn.metrics[knn])}, {points(gap)} points against raw "
+                      f"pixels' {percent(study.pixels[knn])}.")
+    return blocks
+
+
 def budget_table(study: Study) -> Table:
     """What each run cost: images seen, epochs, wall time, throughput, machine."""
     rows = [[run.name, run.architecture, run.label, f"{run.images_seen:,}", f"{run.epochs:g}",
@@ -268,6 +321,7 @@ def sections(study: Study, figures: dict[str, Figure | None]) -> list[Section]:
         f"commit {study.commit[:12] if study.commit else 'not recorded'}, machine: "
         f"{_machine(study.machine)}. Accuracies are top-1 in % on the study's evaluation, "
         "lifts in percentage points."])
+    intro.blocks += headline(study)
     if figures.get("accuracy_latency"):
         intro.blocks.append(figures["accuracy_latency"])
     result = [intro, Section("Results per student network", [

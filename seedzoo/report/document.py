@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,20 +40,22 @@ def _markdown_table(table: Table) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def _markdown_block(block: str | Table | Figure) -> str:
+def markdown_block(block: str | Table | Figure, folder: Path) -> str:
+    """``block`` in Markdown, for a file in ``folder`` (figures linked relative to it)."""
     if isinstance(block, Table):
         return _markdown_table(block)
     if isinstance(block, Figure):
-        return f"![{block.caption}]({block.path.name})\n\n*{block.caption}*"
+        link = Path(os.path.relpath(block.path, folder)).as_posix()
+        return f"![{block.caption}]({link})\n\n*{block.caption}*"
     return block
 
 
-def to_markdown(title: str, sections: list[Section]) -> str:
-    """The report in Markdown, to be written beside its figures (linked by file name)."""
+def to_markdown(title: str, sections: list[Section], folder: Path) -> str:
+    """The report in Markdown, for a file in ``folder`` (figures linked relative to it)."""
     parts = [f"# {title}"]
     for section in sections:
         parts.append(f"{'#' * section.level} {section.title}")
-        parts += [_markdown_block(block) for block in section.blocks]
+        parts += [markdown_block(block, folder) for block in section.blocks]
     return "\n\n".join(parts) + "\n"
 
 
