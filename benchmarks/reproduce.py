@@ -45,6 +45,8 @@ STUDENTS = ("efficientnet_b0", "mobilenetv3_large_100", "resnet18")
 # SimCLRv2 rather than MoCo v2: on Fashion-MNIST at 32 px it learnt far faster (docs/study.md)
 TEACHER = "teacher_simclrv2_resnet50"
 LABELLED_TEACHER = "teacher_supervised_resnet50"
+# The students the catalog gets (besides the teachers): SEED's, and SimCLRv2's from 10% labels
+CATALOG_PREFIXES = ("seed_", "simclrv2_10pct_")
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,36 @@ class Study:
                      "--protocol", "knn,linear,fewshot", "--knn-k", "20,200",
                      "--out", out.as_posix(), "--quiet"])
 
+    def catalog_runs(self) -> list[Run]:
+        """The finished teachers and :data:`CATALOG_PREFIXES` students."""
+        return [run for run in self.runs
+                if (run.is_teacher or run.name.startswith(CATALOG_PREFIXES))
+                and all(map(Path.exists, self.result_paths(run)))]
+
+    def add_to_catalog(self, cards_dir: Path) -> list[str]:
+        """Catalog entries, with cards, for the teachers and the :data:`CATALOG_PREFIXES`
+        students whose results are all there; each card shows the study's accuracy against
+        latency with its model ringed. Returns the names added."""
+        from seedzoo.report import read_study
+        from seedzoo.report.figures import accuracy_latency
+        from seedzoo.zoo.catalog import add_entry
+
+        study = read_study(self.write_summary())
+        added = []
+        for run in self.catalog_runs():
+            (network,) = run.networks
+            name = f"{run.name.replace('_', '-')}-fmnist-32px"
+            train = json.loads((self.results / f"train_{run.name}.json").read_text())
+            deploy = json.loads((self.results / f"deploy_{run.name}_{network}.json").read_text())
+            plot = accuracy_latency(study, cards_dir / name / "study.png", highlight=run.name)
+            add_entry(name, self.runs_dir / run.name / network,
+                      [self.results / f"{kind}_{run.name}_{network}.json"
+                       for kind in ("eval", "transfer")],
+                      bench=deploy["latency"], run=train, command=train["command"],
+                      cards_dir=cards_dir, plot=plot.path if plot else None)
+            added.append(name)
+        return added
+
     def write_summary(self) -> Path:
         path = self.results / "summary.json"
         write_report(self.summary(), path)
@@ -346,6 +378,10 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="print each run's command and stop")
     parser.add_argument("--summary-only", action="store_true",
                         help="rebuild summary.json from the result JSONs and stop")
+    parser.add_argument("--catalog", action="store_true",
+                        help="then add the finished teachers and SEED / SimCLRv2-10%% students "
+                        "to the catalog, with cards in --cards")
+    parser.add_argument("--cards", type=Path, default=Path("model_cards"))
     args = parser.parse_args(argv)
     study = Study(BUDGETS[args.budget], args.runs_dir, args.results, threads=args.threads)
     unknown = set(args.only or ()) - set(study.by_name)
@@ -366,6 +402,8 @@ def main(argv=None) -> int:
                 study.evaluate(run, network)
             study.write_summary()
     print(f"Wrote {study.write_summary()}")
+    if args.catalog:
+        print("Catalog:", ", ".join(study.add_to_catalog(args.cards)) or "no finished run yet")
     return 0
 
 

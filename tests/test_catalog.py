@@ -155,10 +155,16 @@ def test_no_entry_without_figures(catalog, run, tmp_path):
 
 def test_cli_catalog_add(catalog, run, hf_cache, tmp_path, capsys):
     _, run_dir, eval_json = run
+    plot = tmp_path / "study.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n")
     assert main(["catalog", "add", "seed-cli", str(run_dir), "--eval", str(eval_json),
-                 "--cards", str(tmp_path / "cards")]) == 0
+                 "--cards", str(tmp_path / "cards"), "--plot", str(plot)]) == 0
     assert "seed-cli" in capsys.readouterr().out
     assert seedzoo.list_models()[0].name == "seed-cli"
+    card = tmp_path / "cards" / "seed-cli"
+    assert (card / "study.png").read_bytes() == plot.read_bytes()
+    assert "![This model among the other runs of its study](study.png)" in \
+        (card / "README.md").read_text()
 
 
 @pytest.mark.parametrize("change, message", [

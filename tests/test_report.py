@@ -293,3 +293,13 @@ def test_the_headline_fills_the_readme_block_with_seeds_lift_and_the_targets(tmp
     (tmp_path / "other.md").write_text("no markers\n")
     with pytest.raises(SeedzooError, match="<!-- study -->"):
         build_report(tmp_path / "study", readme=tmp_path / "other.md")
+
+
+def test_a_cards_plot_rings_its_model(tmp_path):
+    from seedzoo.report.figures import accuracy_latency
+
+    study = read_study(full_study(tmp_path))
+    ringed = accuracy_latency(study, tmp_path / "card.png", highlight="seed_r18")
+    assert ringed.caption.endswith("ringed: seed_r18.") and Image.open(ringed.path).size[0] > 500
+    plain = accuracy_latency(study, tmp_path / "plain.png", highlight="no_such_run")
+    assert "ringed" not in plain.caption

@@ -87,3 +87,15 @@ def test_summary_rows_come_from_the_result_jsons(tmp_path):
     assert row["images_seen"] == 80 and row["epochs"] == 2 and row["label_fraction"] == 0
     assert row["metrics"] == {"knn_top1@20": 0.6, "transfer_digits_knn_top1@20": 0.6}
     assert row["params"] == 7 and row["latency_ms"] == {"onnx_fp32_b1": 1.5}
+
+
+def test_the_catalog_gets_the_finished_teachers_and_seed_and_simclrv2_10pct_students(tmp_path):
+    study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
+                            threads=1)
+    study.results.mkdir()
+    for name in (reproduce.TEACHER, "moco_resnet18", "seed_resnet18", "simclrv2_1pct_resnet18",
+                 "simclrv2_10pct_resnet18"):
+        fake_results(study, study.by_name[name], 0.7)
+    (study.results / "eval_seed_resnet18_encoder.json").unlink()   # not finished
+    assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER,
+                                                          "simclrv2_10pct_resnet18"]

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     add.add_argument("--revision", help="the published commit sha")
     add.add_argument("--endpoint", help="the hub's URL when it is not huggingface.co")
     add.add_argument("--public", action="store_true", help="it is published on a public hub")
+    add.add_argument("--plot", metavar="IMAGE",
+                     help="an image to show in the card (copied beside it), e.g. a study's plot")
     add.add_argument("--catalog", help="catalog file (default: $SEEDZOO_CATALOG or the package's)")
     add.add_argument("--cards", metavar="DIR", type=output_folder,
                      default=LibraryDefault("seedzoo.zoo.catalog:DEFAULT_CARDS_DIR"),
@@ -39,7 +41,8 @@ def run(args) -> int:
     entry = add_entry(args.name, args.folder, args.evaluations, bench=args.bench,
                       run=args.summary, repo_id=args.repo_id, revision=args.revision,
                       endpoint=args.endpoint, public=args.public, command=args.command,
-                      recipe=args.recipe, catalog=args.catalog, cards_dir=args.cards)
+                      recipe=args.recipe, catalog=args.catalog, cards_dir=args.cards,
+                      plot=args.plot)
     print(format_table([entry]))
     print(f"model card: {entry.card}")
     return 0

@@ -55,9 +55,11 @@ def _save(figure: PlotFigure, path: Path, caption: str) -> Figure:
     return Figure(path, caption)
 
 
-def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20") -> Figure | None:
+def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20", *,
+                     highlight: str | None = None) -> Figure | None:
     """``metric`` against ONNX Runtime fp32 batch-1 latency, a point per run (colour: method,
-    marker: architecture), with the Pareto front; ``None`` when no run has both."""
+    marker: architecture), with the Pareto front; the run named ``highlight`` (a model card's)
+    ringed and labelled. ``None`` when no run has both."""
     runs = [run for run in study.runs
             if metric in run.metrics and (run.latency_ms or {}).get(LATENCY) is not None]
     if not runs:
@@ -81,6 +83,13 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20") -> F
                         fontsize=10, color="0.15", zorder=4,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                               "alpha": 0.8})
+        for run, point in zip(runs, points, strict=True):
+            if run.name == highlight:
+                ax.scatter(*point, s=420, facecolor="none", edgecolor="crimson", linewidth=2.5,
+                           zorder=5)
+                ax.annotate(f"this model: {run.label}", point, xytext=(10, -18),
+                            textcoords="offset points", fontsize=11, color="crimson",
+                            weight="bold", zorder=5)
         if metric in study.pixels:
             ax.axhline(100 * study.pixels[metric], **PIXELS_STYLE)
         latencies = [latency for latency, _ in points]
@@ -100,9 +109,10 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20") -> F
                          markeredgecolor="black", label=arch) for arch, marker in markers.items()]
         figure.legend(handles=shapes + extra, title="architecture", loc="outside right lower",
                       frameon=False)
+        ringed = f"; ringed: {highlight}" if highlight in {run.name for run in runs} else ""
         return _save(figure, path, f"{metric_title(metric)} top-1 against ONNX Runtime fp32 "
                      "batch-1 latency; the line joins the runs no other run beats on both "
-                     "(Pareto front), labelled.")
+                     f"(Pareto front), labelled{ringed}.")
 
 
 def student_bars(study: Study, path: Path) -> Figure | None:

@@ -19,6 +19,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -205,7 +206,8 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
               bench=None, run=None, repo_id: str | None = None, revision: str | None = None,
               endpoint: str | None = None, public: bool = False, command: str | None = None,
               recipe: str | None = None, catalog: str | os.PathLike | None = None,
-              cards_dir: str | os.PathLike = DEFAULT_CARDS_DIR) -> ModelEntry:
+              cards_dir: str | os.PathLike = DEFAULT_CARDS_DIR,
+              plot: str | os.PathLike | None = None) -> ModelEntry:
     """Add (or replace) the entry ``name`` from a real run, and write its card.
 
     ``folder_or_run`` is the encoder folder or the run folder holding it; ``evaluations`` are
@@ -214,7 +216,8 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     and ``revision`` say where it is published (``public`` when on a public hub). ``command``
     and ``recipe`` (default: from the run summary) rebuild it. The card is written to
     ``cards_dir/name/README.md`` (default: ``model_cards/`` in the current folder), with the
-    run's resolved recipe beside it as ``recipe.yaml``.
+    run's resolved recipe beside it as ``recipe.yaml``; ``plot``, an image (e.g. the study's
+    accuracy against latency with this model ringed), is copied beside it and shown in it.
     """
     if not _PLAIN_NAME.fullmatch(name):
         raise SeedzooError(f"A catalog name is one plain word of letters, digits, '-', '_' and "
@@ -239,7 +242,13 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     facts = dataclasses.replace(facts, command=command or facts.command,
                                 recipe=recipe or facts.recipe)
     card_path = card_dir / "README.md"
-    write_text_atomic(card_path, str(model_card(facts)))
+    if plot is not None:
+        shown = card_dir / Path(plot).name
+        if Path(plot).resolve() != shown.resolve():
+            card_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plot, shown)
+        plot = shown.name
+    write_text_atomic(card_path, str(model_card(facts, plot)))
     entry = ModelEntry(
         name=name, architecture=facts.architecture, method=facts.method, teacher=facts.teacher,
         params=facts.params, input_size=list(facts.input_size),
