@@ -53,6 +53,7 @@ CATALOG_PREFIXES = ("seed_", "simclrv2_10pct_")
 class Budget:
     """What every student run trains on; teachers train ``teacher_epochs``."""
 
+    name: str                # the --budget that selects it
     machine: str
     limit: int | None        # training images (None: the whole 60,000)
     epochs: int
@@ -63,10 +64,10 @@ class Budget:
 
 BUDGETS = {
     # Sized for a working day on 2 CPU cores: 10 minutes or so per student run, 40-60 per teacher.
-    "cpu": Budget("cpu-2core", limit=20000, epochs=3, teacher_epochs=5,
+    "cpu": Budget("cpu", "cpu-2core", limit=20000, epochs=3, teacher_epochs=5,
                   finetune_epochs={0.01: 30, 0.1: 8}),
     # The long variant for one GPU: the whole training split, the papers' epoch counts scaled.
-    "gpu": Budget("gpu", limit=None, epochs=100, teacher_epochs=200,
+    "gpu": Budget("gpu", "gpu", limit=None, epochs=100, teacher_epochs=200,
                   finetune_epochs={0.01: 60, 0.1: 30},
                   extra=("train.device=cuda", "data.batch_size=256", "data.workers=8")),
 }
@@ -319,7 +320,9 @@ class Study:
             add_entry(name, self.runs_dir / run.name / network,
                       [self.results / f"{kind}_{run.name}_{network}.json"
                        for kind in ("eval", "transfer")],
-                      bench=deploy["latency"], run=train, command=train["command"],
+                      bench=deploy["latency"], run=train, recipe=run.recipe,
+                      command=f"python benchmarks/reproduce.py --budget {self.budget.name} "
+                              f"--only {run.name}",
                       cards_dir=cards_dir, plot=plot.path if plot else None)
             added.append(name)
         return added
@@ -382,6 +385,9 @@ def main(argv=None) -> int:
                         help="then add the finished teachers and SEED / SimCLRv2-10%% students "
                         "to the catalog, with cards in --cards")
     parser.add_argument("--cards", type=Path, default=Path("model_cards"))
+    parser.add_argument("--readme", type=Path,
+                        help="with --catalog: fill this file's <!-- catalog --> block with "
+                        "`seedzoo list --markdown`")
     args = parser.parse_args(argv)
     study = Study(BUDGETS[args.budget], args.runs_dir, args.results, threads=args.threads)
     unknown = set(args.only or ()) - set(study.by_name)
@@ -404,6 +410,11 @@ def main(argv=None) -> int:
     print(f"Wrote {study.write_summary()}")
     if args.catalog:
         print("Catalog:", ", ".join(study.add_to_catalog(args.cards)) or "no finished run yet")
+        if args.readme:
+            from seedzoo.files import replace_marked_block
+            from seedzoo.zoo.catalog import format_markdown, list_models
+
+            replace_marked_block(args.readme, "catalog", format_markdown(list_models()))
     return 0
 
 

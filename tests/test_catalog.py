@@ -161,6 +161,11 @@ def test_cli_catalog_add(catalog, run, hf_cache, tmp_path, capsys):
                  "--cards", str(tmp_path / "cards"), "--plot", str(plot)]) == 0
     assert "seed-cli" in capsys.readouterr().out
     assert seedzoo.list_models()[0].name == "seed-cli"
+    assert main(["list", "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == ("| name | architecture | method | params | dataset | k-NN top-1 | "
+                        "linear top-1 | ONNX ms |")
+    assert table[2].startswith(f"| [`seed-cli`]({tmp_path / 'cards' / 'seed-cli' / 'README.md'})")
     card = tmp_path / "cards" / "seed-cli"
     assert (card / "study.png").read_bytes() == plot.read_bytes()
     assert "![This model among the other runs of its study](study.png)" in \

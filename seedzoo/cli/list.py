@@ -13,14 +13,17 @@ def register(subparsers) -> None:
     parser.add_argument("pattern", nargs="?",
                         default=LibraryDefault("seedzoo.zoo.catalog:list_models", "pattern"),
                         help="name filter, e.g. 'seed-*' (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print the entries as JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the entries as JSON")
+    output.add_argument("--markdown", action="store_true",
+                        help="print a Markdown table, names linked to their cards")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     import json
 
-    from seedzoo.zoo.catalog import format_table, list_models
+    from seedzoo.zoo.catalog import format_markdown, format_table, list_models
 
     entries = list_models(args.pattern)
     if not entries and not args.json and list_models():
@@ -29,6 +32,8 @@ def run(args) -> int:
         return 1
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
+    elif args.markdown:
+        print(format_markdown(entries), end="")
     else:
         print(format_table(entries))
     return 0

@@ -264,6 +264,24 @@ def add_entry(name: str, folder_or_run: str | os.PathLike, evaluations: list, *,
     return entry
 
 
+def format_markdown(entries: list[ModelEntry]) -> str:
+    """The catalog as a Markdown table (README's), one row per (model, evaluated dataset),
+    each name linked to its card."""
+    header = ["name", "architecture", "method", "params", "dataset", "k-NN top-1",
+              "linear top-1", "ONNX ms"]
+    rows = [header, ["---"] * 3 + ["---:"] + ["---"] + ["---:"] * 3]
+    for e in entries:
+        latency = (e.onnx or {}).get("latency_ms")
+        name = f"[`{e.name}`]({e.card})" if e.card else f"`{e.name}`"
+        for dataset in e.evaluations or {"-": {}}:
+            knn, linear = e.top1(dataset, "knn"), e.top1(dataset, "linear")
+            rows.append([name, e.architecture, e.method or "-", f"{e.params / 1e6:.1f}M",
+                         dataset, f"{100 * knn:.1f}" if knn is not None else "-",
+                         f"{100 * linear:.1f}" if linear is not None else "-",
+                         f"{latency:.2f}" if latency is not None else "-"])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
 def format_table(entries: list[ModelEntry]) -> str:
     """The catalog as a plain-text table, one row per (model, evaluated dataset)."""
     if not entries:
