@@ -1,6 +1,7 @@
 """The reproduction study on Fashion-MNIST: every method's students, evaluated alike.
 
     python benchmarks/reproduce.py [--budget cpu|gpu] [--only NAME ...] [--list]
+        [--transfer DATASET ...] [--catalog [--readme README.md]]
         [--runs-dir runs/study] [--results benchmarks/results/study]
 
 One big teacher (a SimCLRv2 ResNet-50 trained here; its supervised twin for the methods that
@@ -12,14 +13,15 @@ budget, the student, the teachers' folders), printed as the command that rebuild
 
 Every exported network is then evaluated the same way: on the full Fashion-MNIST splits k-NN
 (k 20, 200), linear probe, few-shot linear and fine-tuning on 1% / 10% of the labels (and as a
-classifier when it has one); transfer to scikit-learn's digits with the frozen encoder (k-NN,
-linear); parameters and FLOPs at the input size; ONNX Runtime fp32 and INT8 batch-1 latency
-against torch (1 thread, interleaved) and INT8's k-NN cost.
+classifier when it has one); transfer with the frozen encoder (k-NN, linear) to scikit-learn's
+digits and to every ``--transfer`` dataset (``imagefolder:PATH`` for your own); parameters and
+FLOPs at the input size; ONNX Runtime fp32 and INT8 batch-1 latency against torch (1 thread,
+interleaved) and INT8's k-NN cost.
 
 Resumable at every step: a finished training (``summary.json``) or a written result JSON is
 skipped, an interrupted training resumes from its checkpoint. Results go to ``--results``
 (``train_<run>.json``, ``metrics_<run>.jsonl``, ``eval_<run>_<network>.json``,
-``transfer_<run>_<network>.json``, ``deploy_<run>_<network>.json``) and are gathered into
+``transfer_<dataset>_<run>_<network>.json``, ``deploy_<run>_<network>.json``) and are gathered into
 ``summary.json`` (schema ``seedzoo-study/1``, see ``seedzoo report``) after every step, so the
 summary can be rebuilt from the committed JSONs alone (``--summary-only``). A run whose results
 are all there is not retrained unless a later run needs its folder (a teacher).
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -87,6 +90,13 @@ class Run:
     variant: str | None = None
     is_teacher: bool = False
     networks: dict = field(default_factory=dict)   # exported folder -> architecture
+
+
+def transfer_name(dataset: str) -> str:
+    """A transfer dataset's name in file and metric names: ``digits``; ``imagefolder:PATH`` ->
+    the folder's name, letters and digits only (``flowers-102``)."""
+    name = Path(dataset.split(":", 1)[1]).name if dataset.startswith("imagefolder:") else dataset
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "images"
 
 
 def plan(budget: Budget, runs_dir: Path) -> list[Run]:
@@ -179,16 +189,23 @@ def execute(command: list[str]) -> None:
 class Study:
     """Trains, evaluates and summarises the runs of :func:`plan` (see the module docstring)."""
 
-    def __init__(self, budget: Budget, runs_dir: Path, results: Path, *, threads: int):
+    def __init__(self, budget: Budget, runs_dir: Path, results: Path, *, threads: int,
+                 transfers: tuple[str, ...] = ("digits",)):
         self.budget, self.runs_dir, self.results, self.threads = budget, runs_dir, results, threads
+        self.transfers = {transfer_name(dataset): dataset for dataset in transfers}
         self.runs = plan(budget, runs_dir)
         self.by_name = {run.name: run for run in self.runs}
+
+    @property
+    def transfer_kinds(self) -> list[str]:
+        """The result kinds of the transfer datasets: ``transfer_<name>``."""
+        return [f"transfer_{name}" for name in self.transfers]
 
     def result_paths(self, run: Run) -> list[Path]:
         paths = [self.results / f"train_{run.name}.json"]
         for network in run.networks:
             paths += [self.results / f"{kind}_{run.name}_{network}.json"
-                      for kind in ("eval", "transfer", "deploy")]
+                      for kind in ("eval", *self.transfer_kinds, "deploy")]
         return paths
 
     def needed(self, selected: list[Run]) -> list[Run]:
@@ -236,11 +253,12 @@ class Study:
             execute(["seedzoo", "eval", "--model", folder, "--dataset", "fashion-mnist",
                      "--protocol", protocols, "--knn-k", "20,200",
                      "--finetune-fractions", "0.01,0.1", "--out", fmnist.as_posix(), "--quiet"])
-        transfer = self.results / f"transfer_{run.name}_{network}.json"
-        if not transfer.exists():
-            execute(["seedzoo", "eval", "--model", folder, "--dataset", "digits",
-                     "--protocol", "knn,linear", "--knn-k", "20", "--out", transfer.as_posix(),
-                     "--quiet"])
+        for kind, dataset in zip(self.transfer_kinds, self.transfers.values(), strict=True):
+            transfer = self.results / f"{kind}_{run.name}_{network}.json"
+            if not transfer.exists():
+                execute(["seedzoo", "eval", "--model", folder, "--dataset", dataset,
+                         "--protocol", "knn,linear", "--knn-k", "20",
+                         "--out", transfer.as_posix(), "--quiet"])
         deploy = self.results / f"deploy_{run.name}_{network}.json"
         if not deploy.exists():
             print(f"== deploying {run.name}/{network}: parameters, FLOPs, ONNX fp32/INT8",
@@ -268,7 +286,8 @@ class Study:
         rows = []
         for network, arch in run.networks.items():
             metrics, extra = {}, {}
-            for kind, prefix in (("eval", ""), ("transfer", "transfer_digits_")):
+            for kind, prefix in (("eval", ""), *((kind, f"{kind}_")
+                                                 for kind in self.transfer_kinds)):
                 path = self.results / f"{kind}_{run.name}_{network}.json"
                 if path.exists():
                     found = json.loads(path.read_text())["metrics"]
@@ -319,7 +338,7 @@ class Study:
             plot = accuracy_latency(study, cards_dir / name / "study.png", highlight=run.name)
             add_entry(name, self.runs_dir / run.name / network,
                       [self.results / f"{kind}_{run.name}_{network}.json"
-                       for kind in ("eval", "transfer")],
+                       for kind in ("eval", *self.transfer_kinds)],
                       bench=deploy["latency"], run=train, recipe=run.recipe,
                       command=f"python benchmarks/reproduce.py --budget {self.budget.name} "
                               f"--only {run.name}",
@@ -378,6 +397,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/study"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/study"))
     parser.add_argument("--threads", type=int, default=1, help="threads of the latency figures")
+    parser.add_argument("--transfer", nargs="+", default=["digits"], metavar="DATASET",
+                        help="datasets of the frozen-encoder transfer (k-NN, linear), e.g. digits "
+                        "imagefolder:/data/flowers (default: digits)")
     parser.add_argument("--list", action="store_true", help="print each run's command and stop")
     parser.add_argument("--summary-only", action="store_true",
                         help="rebuild summary.json from the result JSONs and stop")
@@ -389,7 +411,8 @@ def main(argv=None) -> int:
                         help="with --catalog: fill this file's <!-- catalog --> block with "
                         "`seedzoo list --markdown`")
     args = parser.parse_args(argv)
-    study = Study(BUDGETS[args.budget], args.runs_dir, args.results, threads=args.threads)
+    study = Study(BUDGETS[args.budget], args.runs_dir, args.results, threads=args.threads,
+                  transfers=tuple(args.transfer))
     unknown = set(args.only or ()) - set(study.by_name)
     if unknown:
         parser.error(f"no run named {', '.join(sorted(unknown))}; --list shows them")

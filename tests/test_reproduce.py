@@ -50,7 +50,7 @@ def fake_results(study, run, top1: float) -> None:
              "config": {"data": {"batch_size": 8}, "train": {"epochs": 2}}}
     (study.results / f"train_{run.name}.json").write_text(json.dumps(train))
     for network in run.networks:
-        for kind in ("eval", "transfer"):
+        for kind in ("eval", "transfer_digits"):
             (study.results / f"{kind}_{run.name}_{network}.json").write_text(
                 json.dumps({"metrics": {"knn_top1@20": top1}}))
         (study.results / f"deploy_{run.name}_{network}.json").write_text(
@@ -99,3 +99,22 @@ def test_the_catalog_gets_the_finished_teachers_and_seed_and_simclrv2_10pct_stud
     (study.results / "eval_seed_resnet18_encoder.json").unlink()   # not finished
     assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER,
                                                           "simclrv2_10pct_resnet18"]
+
+
+def test_transfer_datasets_name_their_files_and_metrics(tmp_path):
+    assert reproduce.transfer_name("digits") == "digits"
+    assert reproduce.transfer_name("imagefolder:/data/Flowers_102/") == "flowers-102"
+    study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
+                            threads=1, transfers=("digits", "imagefolder:/data/Flowers_102"))
+    study.results.mkdir()
+    run = study.by_name["moco_resnet18"]
+    assert {path.name for path in study.result_paths(run)} == {
+        "train_moco_resnet18.json", "eval_moco_resnet18_encoder.json",
+        "transfer_digits_moco_resnet18_encoder.json",
+        "transfer_flowers-102_moco_resnet18_encoder.json", "deploy_moco_resnet18_encoder.json"}
+    fake_results(study, run, 0.7)
+    (study.results / "transfer_flowers-102_moco_resnet18_encoder.json").write_text(
+        json.dumps({"metrics": {"linear_top1": 0.5}}))
+    (row,) = study.rows(run)
+    assert row["metrics"]["transfer_flowers-102_linear_top1"] == 0.5
+    assert row["metrics"]["transfer_digits_knn_top1@20"] == 0.7
