@@ -50,7 +50,7 @@ def fake_results(study, run, top1: float) -> None:
              "config": {"data": {"batch_size": 8}, "train": {"epochs": 2}}}
     (study.results / f"train_{run.name}.json").write_text(json.dumps(train))
     for network in run.networks:
-        for kind in ("eval", "transfer_digits"):
+        for kind in ("eval", "finetune", "transfer_digits"):
             (study.results / f"{kind}_{run.name}_{network}.json").write_text(
                 json.dumps({"metrics": {"knn_top1@20": top1}}))
         (study.results / f"deploy_{run.name}_{network}.json").write_text(
@@ -110,11 +110,18 @@ def test_transfer_datasets_name_their_files_and_metrics(tmp_path):
     run = study.by_name["moco_resnet18"]
     assert {path.name for path in study.result_paths(run)} == {
         "train_moco_resnet18.json", "eval_moco_resnet18_encoder.json",
+        "finetune_moco_resnet18_encoder.json",
         "transfer_digits_moco_resnet18_encoder.json",
         "transfer_flowers-102_moco_resnet18_encoder.json", "deploy_moco_resnet18_encoder.json"}
     fake_results(study, run, 0.7)
     (study.results / "transfer_flowers-102_moco_resnet18_encoder.json").write_text(
         json.dumps({"metrics": {"linear_top1": 0.5}}))
+    # an older eval_ file with (50-step) fine-tuning figures: the finetune_ file's count
+    (study.results / "eval_moco_resnet18_encoder.json").write_text(
+        json.dumps({"metrics": {"knn_top1@20": 0.7, "finetune_1pct_top1": 0.27}}))
+    (study.results / "finetune_moco_resnet18_encoder.json").write_text(
+        json.dumps({"metrics": {"finetune_1pct_top1": 0.68}}))
     (row,) = study.rows(run)
+    assert row["metrics"]["finetune_1pct_top1"] == 0.68
     assert row["metrics"]["transfer_flowers-102_linear_top1"] == 0.5
     assert row["metrics"]["transfer_digits_knn_top1@20"] == 0.7
