@@ -245,7 +245,7 @@ class Study:
         (network,) = self.by_name[name].networks
         return weights_fingerprint(seedzoo.load(self.runs_dir / name / network))
 
-    def evaluate(self, run: Run, network: str) -> None:
+    def evaluate(self, run: Run, network: str, *, finetune: bool = True) -> None:
         folder = (self.runs_dir / run.name / network).as_posix()
         fmnist = self.results / f"eval_{run.name}_{network}.json"
         if not fmnist.exists():
@@ -256,7 +256,7 @@ class Study:
                      "--protocol", protocols, "--knn-k", "20,200", "--out", fmnist.as_posix(),
                      "--quiet"])
         finetuned = self.results / f"finetune_{run.name}_{network}.json"
-        if not finetuned.exists():
+        if finetune and not finetuned.exists():
             execute(["seedzoo", "eval", "--model", folder, "--dataset", "fashion-mnist",
                      "--protocol", "finetune", "--finetune-fractions", "0.01,0.1",
                      "--finetune-min-steps", str(FINETUNE_MIN_STEPS),
@@ -409,6 +409,8 @@ def main(argv=None) -> int:
     parser.add_argument("--transfer", nargs="+", default=["digits"], metavar="DATASET",
                         help="datasets of the frozen-encoder transfer (k-NN, linear), e.g. digits "
                         "imagefolder:/data/flowers (default: digits)")
+    parser.add_argument("--defer-finetune", action="store_true",
+                        help="leave the fine-tuning evaluations (the slowest) to a later rerun")
     parser.add_argument("--list", action="store_true", help="print each run's command and stop")
     parser.add_argument("--summary-only", action="store_true",
                         help="rebuild summary.json from the result JSONs and stop")
@@ -437,7 +439,7 @@ def main(argv=None) -> int:
             print(f"== {run.name}, {time.strftime('%H:%M:%S')}", flush=True)
             study.train(run)
             for network in run.networks:
-                study.evaluate(run, network)
+                study.evaluate(run, network, finetune=not args.defer_finetune)
             study.write_summary()
     print(f"Wrote {study.write_summary()}")
     if args.catalog:
