@@ -68,4 +68,4 @@ for entry in "${RUNS[@]}"; do
         run "$name" "$recipe" $overrides
     fi
 done
-python benchmarks/distillation_table.py "$RESULTS" --readme README.md
+python benchmarks/distillation_table.py "$RESULTS"

@@ -324,10 +324,12 @@ class Study:
                      "--out", out.as_posix(), "--quiet"])
 
     def catalog_runs(self) -> list[Run]:
-        """The finished teachers and :data:`CATALOG_PREFIXES` students."""
+        """The teachers and :data:`CATALOG_PREFIXES` students with all the results a card
+        shows (the fine-tuning's are the report's alone)."""
         return [run for run in self.runs
                 if (run.is_teacher or run.name.startswith(CATALOG_PREFIXES))
-                and all(map(Path.exists, self.result_paths(run)))]
+                and all(path.exists() for path in self.result_paths(run)
+                        if not path.name.startswith("finetune_"))]
 
     def add_to_catalog(self, cards_dir: Path) -> list[str]:
         """Catalog entries, with cards, for the teachers and the :data:`CATALOG_PREFIXES`
