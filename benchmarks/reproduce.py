@@ -25,7 +25,8 @@ protocols), ``finetune_<run>_<network>.json``, ``transfer_<dataset>_<run>_<netwo
 ``deploy_<run>_<network>.json``) and are gathered into
 ``summary.json`` (schema ``seedzoo-study/1``, see ``seedzoo report``) after every step, so the
 summary can be rebuilt from the committed JSONs alone (``--summary-only``). A run whose results
-are all there is not retrained unless a later run needs its folder (a teacher).
+are all there is not retrained unless a later run needs its folder (a teacher) or ``--catalog``
+publishes it; a retrained run's results measured on its former weights are measured again.
 """
 
 from __future__ import annotations
@@ -212,19 +213,24 @@ class Study:
                       for kind in ("eval", "finetune", *self.transfer_kinds, "deploy")]
         return paths
 
-    def needed(self, selected: list[Run]) -> list[Run]:
-        """``selected`` runs with missing results, and the teachers whose folders they read."""
+    def needed(self, selected: list[Run], *, folders: list[Run] = ()) -> list[Run]:
+        """``selected`` runs with missing results, the ``folders`` runs whose folders are gone
+        (a catalog entry publishes its weights), and the teachers whose folders they read."""
         wanted = {run.name for run in selected if not all(map(Path.exists, self.result_paths(run)))}
+        wanted |= {run.name for run in folders if not self.trained(run.name)}
         for run in reversed(self.runs):
             if run.name in wanted:
-                wanted |= {need for need in run.needs
-                           if not (self.runs_dir / need / "summary.json").exists()}
+                wanted |= {need for need in run.needs if not self.trained(need)}
         return [run for run in self.runs if run.name in wanted]
+
+    def trained(self, name: str) -> bool:
+        """Whether run ``name``'s folder holds its finished training."""
+        return (self.runs_dir / name / "summary.json").exists()
 
     def train(self, run: Run) -> None:
         folder = self.runs_dir / run.name
         record = self.results / f"train_{run.name}.json"
-        if not (folder / "summary.json").exists():
+        if not self.trained(run.name):
             command = train_command(run, self.runs_dir)
             if (folder / "checkpoint.pt").exists():
                 command.append("--resume")
@@ -237,18 +243,22 @@ class Study:
         shutil.copyfile(folder / "metrics.jsonl", self.results / f"metrics_{run.name}.jsonl")
         write_report(summary, record)
 
-    def fingerprint(self, name: str) -> str:
-        """The weights fingerprint of the network run ``name`` exported."""
+    def fingerprint(self, name: str, network: str | None = None) -> str:
+        """The weights fingerprint of ``network`` (default: the only one) run ``name`` exported."""
         import seedzoo
         from seedzoo.zoo.pretrained import weights_fingerprint
 
-        (network,) = self.by_name[name].networks
+        (network,) = [network] if network else self.by_name[name].networks
         return weights_fingerprint(seedzoo.load(self.runs_dir / name / network))
 
     def evaluate(self, run: Run, network: str, *, finetune: bool = True) -> None:
+        """Every result of ``network`` that is missing or was measured on other weights (the
+        run was retrained since)."""
         folder = (self.runs_dir / run.name / network).as_posix()
+        weights = self.fingerprint(run.name, network)
+        current = lambda path: path.exists() and measured_weights(path) == weights  # noqa: E731
         fmnist = self.results / f"eval_{run.name}_{network}.json"
-        if not fmnist.exists():
+        if not current(fmnist):
             from seedzoo.zoo.pretrained import has_classifier
 
             protocols = "knn,linear,fewshot" + (",classifier" if has_classifier(folder) else "")
@@ -256,19 +266,21 @@ class Study:
                      "--protocol", protocols, "--knn-k", "20,200", "--out", fmnist.as_posix(),
                      "--quiet"])
         finetuned = self.results / f"finetune_{run.name}_{network}.json"
-        if finetune and not finetuned.exists():
+        if finetune and not current(finetuned):
             execute(["seedzoo", "eval", "--model", folder, "--dataset", "fashion-mnist",
                      "--protocol", "finetune", "--finetune-fractions", "0.01,0.1",
                      "--finetune-min-steps", str(FINETUNE_MIN_STEPS),
                      "--out", finetuned.as_posix(), "--quiet"])
+        elif not finetune and finetuned.exists() and not current(finetuned):
+            finetuned.unlink()  # the old weights' figures: a rerun fine-tunes the new
         for kind, dataset in zip(self.transfer_kinds, self.transfers.values(), strict=True):
             transfer = self.results / f"{kind}_{run.name}_{network}.json"
-            if not transfer.exists():
+            if not current(transfer):
                 execute(["seedzoo", "eval", "--model", folder, "--dataset", dataset,
                          "--protocol", "knn,linear", "--knn-k", "20",
                          "--out", transfer.as_posix(), "--quiet"])
         deploy = self.results / f"deploy_{run.name}_{network}.json"
-        if not deploy.exists():
+        if not current(deploy):
             print(f"== deploying {run.name}/{network}: parameters, FLOPs, ONNX fp32/INT8",
                   flush=True)
             write_report(deployment_figures(folder, threads=self.threads), deploy)
@@ -326,10 +338,14 @@ class Study:
     def catalog_runs(self) -> list[Run]:
         """The teachers and :data:`CATALOG_PREFIXES` students with all the results a card
         shows (the fine-tuning's are the report's alone)."""
-        return [run for run in self.runs
-                if (run.is_teacher or run.name.startswith(CATALOG_PREFIXES))
+        return [run for run in self.catalog_candidates() if self.trained(run.name)
                 and all(path.exists() for path in self.result_paths(run)
                         if not path.name.startswith("finetune_"))]
+
+    def catalog_candidates(self) -> list[Run]:
+        """The teachers and the :data:`CATALOG_PREFIXES` students."""
+        return [run for run in self.runs
+                if run.is_teacher or run.name.startswith(CATALOG_PREFIXES)]
 
     def add_to_catalog(self, cards_dir: Path) -> list[str]:
         """Catalog entries, with cards, for the teachers and the :data:`CATALOG_PREFIXES`
@@ -361,6 +377,14 @@ class Study:
         path = self.results / "summary.json"
         write_report(self.summary(), path)
         return path
+
+
+def measured_weights(path: Path) -> str | None:
+    """The weights fingerprint a result JSON (``seedzoo eval``'s or a deployment's) was
+    measured on."""
+    data = json.loads(path.read_text())
+    found = data["config"] if "config" in data else data["latency"]["model"]
+    return found.get("weights_sha256")
 
 
 def params_and_flops(model, input_size) -> dict:
@@ -417,8 +441,8 @@ def main(argv=None) -> int:
     parser.add_argument("--summary-only", action="store_true",
                         help="rebuild summary.json from the result JSONs and stop")
     parser.add_argument("--catalog", action="store_true",
-                        help="then add the finished teachers and SEED / SimCLRv2-10%% students "
-                        "to the catalog, with cards in --cards")
+                        help="retrain the teachers and SEED / SimCLRv2-10%% students whose folders "
+                        "are gone, then add them to the catalog, with cards in --cards")
     parser.add_argument("--cards", type=Path, default=Path("model_cards"))
     parser.add_argument("--readme", type=Path,
                         help="with --catalog: fill this file's <!-- catalog --> block with "
@@ -437,7 +461,8 @@ def main(argv=None) -> int:
     if not args.summary_only:
         study.pixels()
         selected = [study.by_name[name] for name in args.only] if args.only else study.runs
-        for run in study.needed(selected):
+        rebuilt = study.catalog_candidates() if args.catalog else []
+        for run in study.needed(selected, folders=[run for run in rebuilt if run in selected]):
             print(f"== {run.name}, {time.strftime('%H:%M:%S')}", flush=True)
             study.train(run)
             for network in run.networks:

@@ -45,6 +45,11 @@ def test_plan_covers_every_student_and_method():
         assert all(names.index(need) < position for need in run.needs)
 
 
+def fake_training(study, run) -> None:
+    (study.runs_dir / run.name).mkdir(parents=True)
+    (study.runs_dir / run.name / "summary.json").write_text("{}")
+
+
 def fake_results(study, run, top1: float) -> None:
     train = {"steps": 10, "world_size": 1, "wall_time_s": 12.5, "command": "seedzoo train ...",
              "config": {"data": {"batch_size": 8}, "train": {"epochs": 2}}}
@@ -66,11 +71,37 @@ def test_finished_runs_are_skipped_unless_a_later_run_needs_their_folder(tmp_pat
     assert [run.name for run in study.needed([seed])] == [teacher.name, seed.name]
     fake_results(study, teacher, 0.7)
     assert [run.name for run in study.needed([teacher])] == []
-    (tmp_path / "runs" / teacher.name).mkdir(parents=True)
-    (tmp_path / "runs" / teacher.name / "summary.json").write_text("{}")
+    fake_training(study, teacher)
     assert [run.name for run in study.needed([seed])] == [seed.name]
     fake_results(study, seed, 0.75)
     assert study.needed([seed]) == []
+    # a catalog entry publishes the weights: a run whose folder is gone is retrained
+    assert [run.name for run in study.needed([seed], folders=[seed])] == [seed.name]
+    fake_training(study, seed)
+    assert study.needed([seed], folders=[seed]) == []
+
+
+def test_results_measured_on_former_weights_are_measured_again(tmp_path, monkeypatch):
+    study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
+                            threads=1)
+    study.results.mkdir()
+    run = study.by_name["seed_resnet18"]
+    measured = {"eval": "former", "finetune": "current", "transfer_digits": "current"}
+    for kind, weights in measured.items():
+        (study.results / f"{kind}_{run.name}_encoder.json").write_text(
+            json.dumps({"metrics": {}, "config": {"weights_sha256": weights}}))
+    (study.results / f"deploy_{run.name}_encoder.json").write_text(
+        json.dumps({"row": {}, "latency": {"model": {"weights_sha256": "former"}}}))
+    commands, deployed = [], []
+    monkeypatch.setattr(study, "fingerprint", lambda name, network: "current")
+    monkeypatch.setattr(reproduce, "execute", commands.append)
+    monkeypatch.setattr(reproduce, "deployment_figures",
+                        lambda folder, threads: deployed.append(folder) or {})
+    monkeypatch.setattr("seedzoo.zoo.pretrained.has_classifier", lambda folder: False)
+    study.evaluate(run, "encoder")
+    assert [command[command.index("--out") + 1] for command in commands] == [
+        (study.results / f"eval_{run.name}_encoder.json").as_posix()]
+    assert deployed == [(study.runs_dir / run.name / "encoder").as_posix()]
 
 
 def test_summary_rows_come_from_the_result_jsons(tmp_path):
@@ -89,7 +120,7 @@ def test_summary_rows_come_from_the_result_jsons(tmp_path):
     assert row["params"] == 7 and row["latency_ms"] == {"onnx_fp32_b1": 1.5}
 
 
-def test_the_catalog_gets_the_finished_teachers_and_seed_and_simclrv2_10pct_students(tmp_path):
+def test_the_catalog_gets_the_trained_teachers_and_seed_and_simclrv2_10pct_students(tmp_path):
     study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
                             threads=1)
     study.results.mkdir()
@@ -98,6 +129,10 @@ def test_the_catalog_gets_the_finished_teachers_and_seed_and_simclrv2_10pct_stud
         fake_results(study, study.by_name[name], 0.7)
     (study.results / "eval_seed_resnet18_encoder.json").unlink()   # not finished
     (study.results / f"finetune_{reproduce.TEACHER}_encoder.json").unlink()   # not shown in cards
+    for name in (reproduce.TEACHER, "moco_resnet18", "seed_resnet18", "simclrv2_1pct_resnet18"):
+        fake_training(study, study.by_name[name])   # simclrv2_10pct's weights are gone
+    assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER]
+    fake_training(study, study.by_name["simclrv2_10pct_resnet18"])
     assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER,
                                                           "simclrv2_10pct_resnet18"]
 
