@@ -54,7 +54,7 @@ def full_study(folder: Path) -> Path:
         row("kd_r18", "resnet18", "kd", 0.821, 0.825, teacher="sup_r50", labels=1.0,
             latency=0.95, params=11.2e6, curve=[{"images_seen": 10000, "knn_top1@20": 0.7},
                                                 {"images_seen": 30000, "knn_top1@20": 0.821}]),
-        row("moco_mbv3", "mobilenetv3_large_100", "moco", 0.555, 0.568, latency=0.7,
+        row("moco_mbv3", "mobilenetv3_large_100", "moco", 0.555, 0.568, latency=0.9,
             metrics={"knn_top1@20": 0.555, "linear_top1": 0.568, "knn_top1@10": 0.56,
                      "knn_top5@20": 0.9, "transfer_digits_linear_top1": 0.91}),
         row("seed_mbv3", "mobilenetv3_large_100", "seed", 0.678, 0.730, teacher="moco_r50",
@@ -116,6 +116,11 @@ def test_the_report_has_runs_best_first_with_pixels_and_the_lifts_by_hand(tmp_pa
                                           "same"]
     assert by_student["efficientnet_b0"][3] == "not run"
     assert "resnet18, moco_r50 teacher: SEED gained 1.9 points of linear over moco" in markdown
+
+    latency = table_under(markdown, "## Latency by architecture")
+    assert latency[1:] == [["mobilenetv3_large_100", "-", "0.80 (0.75-0.90, n=3)"],
+                           ["resnet18", "-", "0.90 (0.90-0.95, n=3)"],
+                           ["resnet50", "-", "2.60 (2.60-2.60, n=1)"]]
 
     budget = table_under(markdown, "## Training budget")
     assert budget[1] == ["crd_mbv3", "mobilenetv3_large_100", "crd (CRD+KD+CE)", "20,000", "3",
@@ -196,8 +201,8 @@ def test_the_html_needs_no_other_file_nor_the_network(tmp_path):
     sources = re.findall(r'<img src="([^"]*)"', page)
     assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     # the headline, 3 results, 2 lifts (resnet50 has its baseline alone), the papers' claims,
-    # the label-free runs against pixels, the budget
-    assert page.count("<table>") == 9
+    # the label-free runs against pixels, latency by architecture, the budget
+    assert page.count("<table>") == 10
 
 
 def test_importing_and_building_the_report_imports_no_torch(tmp_path):
@@ -280,8 +285,9 @@ def test_the_headline_fills_the_readme_block_with_seeds_lift_and_the_targets(tmp
     table = table_under(text, "<!-- study -->")
     assert table[0][:4] == ["student", "from scratch k-NN@20", "SEED k-NN@20", "SEED lift"]
     # Only architectures with a SEED run; seed_mbv3 67.8 - moco_mbv3 55.5 = +12.3.
+    # latency: the median of the architecture's runs (0.9, 0.75, 0.8), not seed_mbv3's 0.75
     assert table[1] == ["mobilenetv3_large_100", "55.5", "67.8", "+12.3", "67.8 (seed)", "-",
-                        "69.5 (crd (CRD+KD+CE))", "-", "0.75"]
+                        "69.5 (crd (CRD+KD+CE))", "-", "0.80"]
     assert table[2] == ["resnet18", "71.6", "73.8", "+2.2", "73.8 (seed)", "-", "82.5 (kd)",
                         "11.2", "0.90"]
     # The best label-free network, 73.8, against pixels' 75.0 k-NN@20; no linear for pixels.

@@ -86,6 +86,32 @@ def _cell(mapping: dict | None, key: str, form) -> str:
     return "-" if value is None else form(value)
 
 
+def _number(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)
+
+
+def latency_table(study: Study) -> Table | None:
+    """Per architecture and input size: how many runs measured each latency, their median and
+    range (the weights do not change the speed; the spread is the machine's noise)."""
+    keys = [key for key in LATENCY_TITLES if any(key in (run.latency_ms or {})
+                                                 for run in study.runs)]
+    firsts = {(run.architecture, run.input_size): run for run in reversed(study.runs)
+              if run.latency_ms}
+    if not keys or not firsts:
+        return None
+    rows = []
+    for (architecture, size), run in sorted(firsts.items(), key=lambda item: item[0][0]):
+        row = [architecture, "x".join(map(str, size[1:])) if size else "-"]
+        for key in keys:
+            measured = study.latencies(run, key)
+            row.append(f"{study.typical_latency(run, key):.2f} ({min(measured):.2f}-"
+                       f"{max(measured):.2f}, n={len(measured)})" if measured else "-")
+        rows.append(row)
+    header = ["architecture", "input", *(f"{LATENCY_TITLES[key]}: median (range, runs)"
+                                         for key in keys)]
+    return Table(header, rows, [False] * 2 + [True] * len(keys))
+
+
 def headline_table(study: Study, architecture: str) -> Table:
     """The runs of one architecture, best k-NN@20 first with raw pixels among them; metric,
     size and latency columns only where some run has them."""
@@ -280,13 +306,13 @@ def headline(study: Study) -> list[str | Table]:
             _named(few_labels, linear),
             _named(_best([run for run in runs if run.label_fraction == 1], linear), linear),
             f"{seed.params / 1e6:.1f}" if seed.params else "-",
-            _cell(seed.latency_ms, "onnx_fp32_b1", "{:.2f}".format)])
+            _number(study.typical_latency(seed, "onnx_fp32_b1"), "{:.2f}")])
     if not rows:
         return []
     blocks: list[str | Table] = [Table(
         ["student", "from scratch k-NN@20", "SEED k-NN@20", "SEED lift", "best label-free "
          "k-NN@20", "best linear, ≤10% labels", "best linear, all labels", "params (M)",
-         "ONNX fp32 ms"], rows, [False] + [True] * 3 + [False] * 3 + [True] * 2)]
+         "ONNX fp32 ms (median)"], rows, [False] + [True] * 3 + [False] * 3 + [True] * 2)]
     unlabelled = [run for run in study.runs if run.label_fraction <= 0.1]
     best_linear, best_knn = _best(unlabelled, linear), _best(
         [run for run in unlabelled if run.label_fraction == 0], knn)
@@ -343,6 +369,12 @@ def sections(study: Study, figures: dict[str, Figure | None]) -> list[Section]:
     against_pixels = pixels_section(study)
     if against_pixels:
         result.append(against_pixels)
+    latencies = latency_table(study)
+    if latencies:
+        result.append(Section("Latency by architecture", [
+            "Batch-1 latency of every run's network, grouped by architecture and input size: "
+            "a float network's speed does not depend on its weights, so the spread is the "
+            "machine's noise, and the plots and headline use the median.", latencies]))
     result.append(Section("Training budget", [
         budget_table(study),
         *([figures["training_curves"]] if figures.get("training_curves") else [])]))

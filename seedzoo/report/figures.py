@@ -67,7 +67,7 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20", *,
     colours = method_colours(study)
     markers = {arch: MARKERS[i % len(MARKERS)]
                for i, arch in enumerate(sorted({run.architecture for run in runs}))}
-    points = [(run.latency_ms[LATENCY], 100 * run.metrics[metric]) for run in runs]
+    points = [(study.typical_latency(run, LATENCY), 100 * run.metrics[metric]) for run in runs]
     with rc_context(STYLE):
         figure = PlotFigure(figsize=(11, 6.5), layout="constrained")
         ax = figure.subplots()
@@ -95,7 +95,8 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20", *,
         latencies = [latency for latency, _ in points]
         if max(latencies) > 10 * min(latencies):
             ax.set_xscale("log")
-        ax.set_xlabel("ONNX Runtime fp32 latency, batch 1 (ms, lower is better)")
+        ax.set_xlabel("ONNX Runtime fp32 latency, batch 1, median of the architecture's "
+                      "measurements (ms, lower is better)")
         ax.set_ylabel(f"{metric_title(metric)} top-1 on {study.dataset} (%)")
         ax.set_title(f"Accuracy against latency: {metric_title(metric)} top-1")
         methods = [Line2D([], [], color=colours[label], marker="o", linestyle="", markersize=9,
@@ -111,8 +112,9 @@ def accuracy_latency(study: Study, path: Path, metric: str = "knn_top1@20", *,
                       frameon=False)
         ringed = f"; ringed: {highlight}" if highlight in {run.name for run in runs} else ""
         return _save(figure, path, f"{metric_title(metric)} top-1 against ONNX Runtime fp32 "
-                     "batch-1 latency; the line joins the runs no other run beats on both "
-                     f"(Pareto front), labelled{ringed}.")
+                     "batch-1 latency (each architecture's median over its runs' measurements); "
+                     "the line joins the runs no other run beats on both (Pareto front), "
+                     f"labelled{ringed}.")
 
 
 def student_bars(study: Study, path: Path) -> Figure | None:

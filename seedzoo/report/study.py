@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,18 @@ class Study:
     @property
     def architectures(self) -> list[str]:
         return sorted({run.architecture for run in self.runs})
+
+    def latencies(self, run: Run, key: str) -> list[float]:
+        """Every ``key`` latency (ms) measured on a run of ``run``'s architecture and input size."""
+        return [other.latency_ms[key] for other in self.runs
+                if (other.architecture, other.input_size) == (run.architecture, run.input_size)
+                and (other.latency_ms or {}).get(key) is not None]
+
+    def typical_latency(self, run: Run, key: str) -> float | None:
+        """The median of :meth:`latencies`: a float network's speed does not depend on its
+        weights, and one measurement on a shared machine is noisy."""
+        measured = self.latencies(run, key)
+        return statistics.median(measured) if measured else None
 
 
 def best_first(runs) -> list[Run]:
