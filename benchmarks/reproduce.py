@@ -32,6 +32,7 @@ publishes it; a retrained run's results measured on its former weights are measu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import shlex
@@ -255,8 +256,7 @@ class Study:
         """Every result of ``network`` that is missing or was measured on other weights (the
         run was retrained since)."""
         folder = (self.runs_dir / run.name / network).as_posix()
-        weights = self.fingerprint(run.name, network)
-        current = lambda path: path.exists() and measured_weights(path) == weights  # noqa: E731
+        current = functools.partial(self.current, name=run.name, network=network)
         fmnist = self.results / f"eval_{run.name}_{network}.json"
         if not current(fmnist):
             from seedzoo.zoo.pretrained import has_classifier
@@ -336,11 +336,20 @@ class Study:
                      "--out", out.as_posix(), "--quiet"])
 
     def catalog_runs(self) -> list[Run]:
-        """The teachers and :data:`CATALOG_PREFIXES` students with all the results a card
-        shows (the fine-tuning's are the report's alone)."""
+        """The teachers and :data:`CATALOG_PREFIXES` students whose folders hold the weights
+        all the results a card shows were measured on (the fine-tuning's are the report's
+        alone)."""
         return [run for run in self.catalog_candidates() if self.trained(run.name)
-                and all(path.exists() for path in self.result_paths(run)
-                        if not path.name.startswith("finetune_"))]
+                and all(self.current(path, run.name, network)
+                        for network in run.networks
+                        for path in self.result_paths(run)
+                        if path.name.endswith(f"_{network}.json")
+                        and not path.name.startswith("finetune_"))]
+
+    def current(self, path: Path, name: str, network: str) -> bool:
+        """Whether the result ``path`` exists and measured run ``name``'s ``network`` as its
+        folder holds it now."""
+        return path.exists() and measured_weights(path) == self.fingerprint(name, network)
 
     def catalog_candidates(self) -> list[Run]:
         """The teachers and the :data:`CATALOG_PREFIXES` students."""
@@ -383,7 +392,7 @@ def measured_weights(path: Path) -> str | None:
     """The weights fingerprint a result JSON (``seedzoo eval``'s or a deployment's) was
     measured on."""
     data = json.loads(path.read_text())
-    found = data["config"] if "config" in data else data["latency"]["model"]
+    found = data.get("config") or data.get("latency", {}).get("model") or {}
     return found.get("weights_sha256")
 
 

@@ -50,16 +50,17 @@ def fake_training(study, run) -> None:
     (study.runs_dir / run.name / "summary.json").write_text("{}")
 
 
-def fake_results(study, run, top1: float) -> None:
+def fake_results(study, run, top1: float, weights: str = "trained") -> None:
     train = {"steps": 10, "world_size": 1, "wall_time_s": 12.5, "command": "seedzoo train ...",
              "config": {"data": {"batch_size": 8}, "train": {"epochs": 2}}}
     (study.results / f"train_{run.name}.json").write_text(json.dumps(train))
     for network in run.networks:
         for kind in ("eval", "finetune", "transfer_digits"):
-            (study.results / f"{kind}_{run.name}_{network}.json").write_text(
-                json.dumps({"metrics": {"knn_top1@20": top1}}))
-        (study.results / f"deploy_{run.name}_{network}.json").write_text(
-            json.dumps({"row": {"params": 7, "latency_ms": {"onnx_fp32_b1": 1.5}}}))
+            (study.results / f"{kind}_{run.name}_{network}.json").write_text(json.dumps(
+                {"metrics": {"knn_top1@20": top1}, "config": {"weights_sha256": weights}}))
+        (study.results / f"deploy_{run.name}_{network}.json").write_text(json.dumps(
+            {"row": {"params": 7, "latency_ms": {"onnx_fp32_b1": 1.5}},
+             "latency": {"model": {"weights_sha256": weights}}}))
 
 
 def test_finished_runs_are_skipped_unless_a_later_run_needs_their_folder(tmp_path):
@@ -120,10 +121,12 @@ def test_summary_rows_come_from_the_result_jsons(tmp_path):
     assert row["params"] == 7 and row["latency_ms"] == {"onnx_fp32_b1": 1.5}
 
 
-def test_the_catalog_gets_the_trained_teachers_and_seed_and_simclrv2_10pct_students(tmp_path):
+def test_the_catalog_gets_the_trained_teachers_and_seed_and_simclrv2_10pct_students(
+        tmp_path, monkeypatch):
     study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
                             threads=1)
     study.results.mkdir()
+    monkeypatch.setattr(study, "fingerprint", lambda name, network: "trained")
     for name in (reproduce.TEACHER, "moco_resnet18", "seed_resnet18", "simclrv2_1pct_resnet18",
                  "simclrv2_10pct_resnet18"):
         fake_results(study, study.by_name[name], 0.7)
@@ -133,6 +136,9 @@ def test_the_catalog_gets_the_trained_teachers_and_seed_and_simclrv2_10pct_stude
         fake_training(study, study.by_name[name])   # simclrv2_10pct's weights are gone
     assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER]
     fake_training(study, study.by_name["simclrv2_10pct_resnet18"])
+    fake_results(study, study.by_name["simclrv2_10pct_resnet18"], 0.7, weights="former")
+    assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER]  # retrained since
+    fake_results(study, study.by_name["simclrv2_10pct_resnet18"], 0.7)
     assert [run.name for run in study.catalog_runs()] == [reproduce.TEACHER,
                                                           "simclrv2_10pct_resnet18"]
 
