@@ -256,7 +256,7 @@ class Study:
         """Every result of ``network`` that is missing or was measured on other weights (the
         run was retrained since)."""
         folder = (self.runs_dir / run.name / network).as_posix()
-        current = functools.partial(self.current, name=run.name, network=network)
+        current = functools.partial(measured_on, weights=self.fingerprint(run.name, network))
         fmnist = self.results / f"eval_{run.name}_{network}.json"
         if not current(fmnist):
             from seedzoo.zoo.pretrained import has_classifier
@@ -340,16 +340,11 @@ class Study:
         all the results a card shows were measured on (the fine-tuning's are the report's
         alone)."""
         return [run for run in self.catalog_candidates() if self.trained(run.name)
-                and all(self.current(path, run.name, network)
+                and all(measured_on(path, weights=self.fingerprint(run.name, network))
                         for network in run.networks
                         for path in self.result_paths(run)
                         if path.name.endswith(f"_{network}.json")
                         and not path.name.startswith("finetune_"))]
-
-    def current(self, path: Path, name: str, network: str) -> bool:
-        """Whether the result ``path`` exists and measured run ``name``'s ``network`` as its
-        folder holds it now."""
-        return path.exists() and measured_weights(path) == self.fingerprint(name, network)
 
     def catalog_candidates(self) -> list[Run]:
         """The teachers and the :data:`CATALOG_PREFIXES` students."""
@@ -388,12 +383,14 @@ class Study:
         return path
 
 
-def measured_weights(path: Path) -> str | None:
-    """The weights fingerprint a result JSON (``seedzoo eval``'s or a deployment's) was
-    measured on."""
+def measured_on(path: Path, weights: str) -> bool:
+    """Whether the result JSON ``path`` (``seedzoo eval``'s or a deployment's) exists and was
+    measured on the weights whose fingerprint is ``weights``."""
+    if not path.exists():
+        return False
     data = json.loads(path.read_text())
     found = data.get("config") or data.get("latency", {}).get("model") or {}
-    return found.get("weights_sha256")
+    return found.get("weights_sha256") == weights
 
 
 def params_and_flops(model, input_size) -> dict:
