@@ -54,6 +54,7 @@ LABELLED_TEACHER = "teacher_supervised_resnet50"
 # At least this many SGD steps per label fraction when fine-tuning (seedzoo eval's default, 50,
 # left EfficientNet-B0 at 26.8% on 1% of the labels, below its few-shot probe; 300: 67.8%)
 FINETUNE_MIN_STEPS = 300
+FINETUNE_HEAD_INIT = "probe"   # LP-FT; the zero-initialised head scored below the probe here
 # The students the catalog gets (besides the teachers): SEED's, and SimCLRv2's from 10% labels
 CATALOG_PREFIXES = ("seed_", "simclrv2_10pct_")
 
@@ -270,6 +271,7 @@ class Study:
             execute(["seedzoo", "eval", "--model", folder, "--dataset", "fashion-mnist",
                      "--protocol", "finetune", "--finetune-fractions", "0.01,0.1",
                      "--finetune-min-steps", str(FINETUNE_MIN_STEPS),
+                     "--finetune-head-init", FINETUNE_HEAD_INIT,
                      "--out", finetuned.as_posix(), "--quiet"])
         elif not finetune and finetuned.exists() and not current(finetuned):
             finetuned.unlink()  # the old weights' figures: a rerun fine-tunes the new
@@ -385,12 +387,15 @@ class Study:
 
 def measured_on(path: Path, weights: str) -> bool:
     """Whether the result JSON ``path`` (``seedzoo eval``'s or a deployment's) exists and was
-    measured on the weights whose fingerprint is ``weights``."""
+    measured on the weights whose fingerprint is ``weights`` (fine-tuning: from the study's
+    classifier start, ``FINETUNE_HEAD_INIT``)."""
     if not path.exists():
         return False
     data = json.loads(path.read_text())
     found = data.get("config") or data.get("latency", {}).get("model") or {}
-    return found.get("weights_sha256") == weights
+    finetune = found.get("finetune", {"classifier_init": FINETUNE_HEAD_INIT})
+    return (found.get("weights_sha256") == weights
+            and finetune.get("classifier_init") == FINETUNE_HEAD_INIT)
 
 
 def params_and_flops(model, input_size) -> dict:

@@ -1,6 +1,7 @@
 """The finetune protocol: the whole encoder and a linear classifier trained on the few-shot label
 subsets (and all labels) of digits, on a tiny encoder at 16 px."""
 
+import itertools
 import json
 import random
 
@@ -20,10 +21,25 @@ QUICK = ["--workers", "0", "--quiet", "--batch-size", "128"]
 
 @pytest.fixture(scope="module")
 def encoder_folder(tmp_path_factory):
-    """A random tiny encoder at 16 px, saved as an encoder folder."""
+    """A random tiny encoder at 16 px whose BatchNorm statistics are those of digits (as a
+    trained encoder's are of its data), saved as an encoder folder."""
+    from seedzoo.data.datasets import get_dataset
+    from seedzoo.data.transforms import transform_for
+
     torch.manual_seed(0)
     model = create_encoder("test_resnet", pretrained_cfg_overlay={"input_size": (3, 16, 16)})
-    return save_pretrained(model, tmp_path_factory.mktemp("finetune") / "encoder")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.momentum = None  # a cumulative average over the batches below
+    images = get_dataset("digits", "train", transform=transform_for(model))
+    loader = torch.utils.data.DataLoader(images, batch_size=64)
+    with torch.no_grad():
+        model.train()
+        for batch, _ in itertools.islice(loader, 10):
+            model(batch)
+    for norm in norms:
+        norm.momentum = 0.1
+    return save_pretrained(model.eval(), tmp_path_factory.mktemp("finetune") / "encoder")
 
 
 def test_finetune_beats_chance_on_the_few_shot_subsets_and_records_its_settings(
@@ -92,7 +108,8 @@ def test_fine_tune_leaves_the_encoder_and_the_global_generators_alone(encoder_fo
 
 
 @pytest.mark.parametrize("option, value", [("fractions", [0.0]), ("fractions", []),
-                                           ("lr", 0.0), ("epochs", 0), ("weight_decay", -1.0)])
+                                           ("lr", 0.0), ("epochs", 0), ("weight_decay", -1.0),
+                                           ("head_init", "random")])
 def test_bad_finetune_options_are_refused_before_any_work(option, value):
     with pytest.raises(SeedzooError, match=f"fine-tuning option {option} must be"):
         evaluate(load_encoder("pixels"), "no-such-dataset", spec="pixels", protocols=["knn"],
@@ -113,3 +130,34 @@ def test_cli_refuses_bad_finetune_values(flag, value, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--model", "pixels", "--dataset", "digits", flag, value])
     assert flag in capsys.readouterr().err
+
+
+def test_the_probe_head_starts_where_the_few_shot_probe_ends(encoder_folder):
+    """With head_init="probe", the classifier folded from the probe gives the probe's logits on
+    the raw features, and fine-tuning starts from it: at a learning rate that barely moves the
+    weights it scores as the few-shot probe does."""
+    from seedzoo.evaluation.finetune import probe_head
+    from seedzoo.evaluation.linear import LinearProbe
+
+    features = torch.randn(60, 8) * 3 + 1
+    labels = (torch.arange(60) % 4 + 2).numpy()  # classes 2..5 of 7: 0, 1 and 6 never seen
+    probe = LinearProbe(weight_decays=[1e-4], epochs=5).fit(features, labels)
+    head = probe_head(probe, 7)
+    logits = head(features)
+    torch.testing.assert_close(logits[:, 2:6], probe.decision_function(features))
+    assert not head.weight[[0, 1, 6]].any() and not head.bias[[0, 1, 6]].any()
+
+    model = load_encoder(str(encoder_folder))
+    for head_init in ("zeros", "probe"):  # the probe's figures last
+        options = FineTuneOptions(fractions=[0.1], epochs=1, min_steps=0, batch_size=16,
+                                  lr=1e-9, head_init=head_init, augment=False)
+        metrics, settings = finetune_scores(model, "digits", spec="tiny", options=options,
+                                            limit_train=400, limit_test=200, progress=False,
+                                            probe_options={"epochs": 2, "min_steps": 20})
+        assert settings["classifier_init"] == head_init
+        assert ("probe_weight_decay" in settings["10pct"]) == (head_init == "probe")
+    few_shot = evaluate(model, "digits", spec="tiny", protocols=["fewshot"], limit_train=400,
+                        limit_test=200, use_cache=False, progress=False,
+                        probe_options={"epochs": 2, "min_steps": 20})["metrics"]
+    assert metrics["finetune_10pct_top1"] == pytest.approx(few_shot["fewshot_10pct_top1"],
+                                                           abs=0.03)

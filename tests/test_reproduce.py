@@ -87,10 +87,13 @@ def test_results_measured_on_former_weights_are_measured_again(tmp_path, monkeyp
                             threads=1)
     study.results.mkdir()
     run = study.by_name["seed_resnet18"]
-    measured = {"eval": "former", "finetune": "current", "transfer_digits": "current"}
+    measured = {"eval": "former", "transfer_digits": "current"}
     for kind, weights in measured.items():
         (study.results / f"{kind}_{run.name}_encoder.json").write_text(
             json.dumps({"metrics": {}, "config": {"weights_sha256": weights}}))
+    zero_head = {"weights_sha256": "current", "finetune": {"classifier_init": "zeros"}}
+    (study.results / f"finetune_{run.name}_encoder.json").write_text(   # another protocol
+        json.dumps({"metrics": {}, "config": zero_head}))
     (study.results / f"deploy_{run.name}_encoder.json").write_text(
         json.dumps({"row": {}, "latency": {"model": {"weights_sha256": "former"}}}))
     commands, deployed = [], []
@@ -101,7 +104,9 @@ def test_results_measured_on_former_weights_are_measured_again(tmp_path, monkeyp
     monkeypatch.setattr("seedzoo.zoo.pretrained.has_classifier", lambda folder: False)
     study.evaluate(run, "encoder")
     assert [command[command.index("--out") + 1] for command in commands] == [
-        (study.results / f"eval_{run.name}_encoder.json").as_posix()]
+        (study.results / f"{kind}_{run.name}_encoder.json").as_posix()
+        for kind in ("eval", "finetune")]
+    assert commands[1][commands[1].index("--finetune-head-init") + 1] == "probe"
     assert deployed == [(study.runs_dir / run.name / "encoder").as_posix()]
 
 

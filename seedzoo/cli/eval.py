@@ -136,6 +136,11 @@ def register(subparsers) -> None:
     finetune.add_argument("--finetune-weight-decay", type=non_negative_float,
                           default=LibraryDefault(_FINETUNE, "weight_decay"), metavar="WD",
                           help="weight decay (default %(default)s)")
+    finetune.add_argument("--finetune-head-init", choices=("probe", "zeros"),
+                          default=LibraryDefault(_FINETUNE, "head_init"),
+                          help="where the classifier starts: the linear probe of the frozen "
+                               "features of the same images (LP-FT) or zeros, as the SimCLRv2 "
+                               "paper (default %(default)s)")
     finetune.add_argument("--no-finetune-augment", dest="finetune_augment",
                           action="store_false",
                           help="train on the evaluation transform instead of random resized "
@@ -158,7 +163,8 @@ def run(args) -> int:
                         "min_steps": args.finetune_min_steps, "lr": args.finetune_lr,
                         "batch_size": args.finetune_batch_size,
                         "weight_decay": args.finetune_weight_decay,
-                        "augment": args.finetune_augment}
+                        "augment": args.finetune_augment,
+                        "head_init": args.finetune_head_init}
     device = "cpu" if config["backend"] == "onnxruntime" else args.device
     report = evaluate(
         model, args.dataset, spec=spec, protocols=protocols, root=args.data_root,

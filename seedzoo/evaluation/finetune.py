@@ -16,8 +16,12 @@ the pooled features).
 
 Here: Nesterov SGD (momentum 0.9), cosine schedule without warm-up, weight decay 0, the same
 augmentation (``augment=False`` turns it off), BatchNorm in training mode (one process, so
-nothing to sync), the classifier zero-initialised; CPU-sized defaults: batch 64, 5 epochs with
-at least ``min_steps`` steps, so the 1% subsets also get a few dozen updates.
+nothing to sync); CPU-sized defaults: batch 64, 5 epochs with at least ``min_steps`` steps, so
+the 1% subsets also get a few dozen updates. The classifier starts from the few-shot linear
+probe fitted on the same images' frozen features (``head_init="probe"``, LP-FT: Kumar et al.,
+2022, "Fine-Tuning can Distort Pretrained Features"), so fine-tuning begins where the probe
+ends instead of pulling the features towards a zero classifier's gradients; ``"zeros"`` is the
+paper's zero-initialised layer.
 """
 
 from __future__ import annotations
@@ -46,11 +50,13 @@ from seedzoo.deploy.runtime import OrtEncoder
 from seedzoo.devices import resolve_device
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.classifier import classifier_scores
-from seedzoo.evaluation.features import default_device
+from seedzoo.evaluation.features import FeatureCache, dataset_features, default_device
+from seedzoo.evaluation.linear import LinearProbe
 from seedzoo.evaluation.pixels import PixelEncoder
 from seedzoo.zoo.pretrained import EncoderClassifier, feature_dim
 
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
+HEAD_INITS = ("probe", "zeros")
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,8 @@ class FineTuneOptions:
 
     ``epochs`` over the label subset, at least ``min_steps`` optimiser steps in all; ``lr``
     is the peak learning rate (cosine-annealed to 0); ``fractions`` are the label fractions in
-    (0, 1], each class-balanced.
+    (0, 1], each class-balanced; ``head_init`` is where the classifier starts: ``"probe"`` (the
+    linear probe of the frozen features of the same images) or ``"zeros"``.
     """
 
     epochs: int = 5
@@ -70,6 +77,7 @@ class FineTuneOptions:
     weight_decay: float = 0.0
     augment: bool = True
     fractions: Sequence[float] = DEFAULT_FRACTIONS
+    head_init: str = "probe"
 
     def __post_init__(self):
         checks = [(self.epochs >= 1, "epochs", "at least 1"),
@@ -80,7 +88,8 @@ class FineTuneOptions:
                   (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
                    "a finite number >= 0"),
                   (len(self.fractions) > 0 and all(0 < f <= 1 for f in self.fractions),
-                   "fractions", "a non-empty list of label fractions in (0, 1]")]
+                   "fractions", "a non-empty list of label fractions in (0, 1]"),
+                  (self.head_init in HEAD_INITS, "head_init", f"one of {', '.join(HEAD_INITS)}")]
         for valid, name, requirement in checks:
             if not valid:
                 raise SeedzooError(f"The fine-tuning option {name} must be {requirement}, got "
@@ -120,23 +129,43 @@ def _seeded(seed: int, device: torch.device):
         random.setstate(state)
 
 
-def fine_tune(encoder: nn.Module, images, num_classes: int, *,
+def probe_head(probe: LinearProbe, num_classes: int) -> nn.Linear:
+    """A fitted probe as a linear layer on the raw features: its standardisation folded into
+    the weights; classes it never saw get zero rows."""
+    weight = probe.coef_ / probe.scale_
+    head = nn.Linear(weight.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        rows = torch.as_tensor(probe.classes_.astype("int64"))
+        head.weight[rows] = weight.cpu()
+        head.bias[rows] = (probe.intercept_ - weight @ probe.mean_).cpu()
+    return head
+
+
+def fine_tune(encoder: nn.Module, images, num_classes: int, *, head: nn.Linear | None = None,
               options: FineTuneOptions = FineTuneOptions(), seed: int = 0, device=None,
               num_workers: int = 0, progress: bool = True, desc: str = "finetune"
               ) -> tuple[EncoderClassifier, dict]:
-    """A copy of ``encoder`` and a zero-initialised linear classifier, trained together on
-    ``images`` (a dataset of ``(tensor, label)``) with cross-entropy; ``encoder`` is left as it
-    was. Returns the network in eval mode and ``{"steps", "final_loss"}``. The same ``seed``
-    gives the same network (on the same device and thread count).
+    """A copy of ``encoder`` and a linear classifier (a copy of ``head``; zero-initialised when
+    None), trained together on ``images`` (a dataset of ``(tensor, label)``) with cross-entropy;
+    ``encoder`` and ``head`` are left as they were. Returns the network in eval mode and
+    ``{"steps", "final_loss"}``. The same ``seed`` gives the same network (on the same device
+    and thread count).
     """
     from tqdm.auto import tqdm
 
     device = resolve_device(device) if device is not None else default_device(encoder)
     with _seeded(seed, device):
+        if head is None:
+            head = nn.Linear(feature_dim(encoder), num_classes)
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
         model = EncoderClassifier(copy.deepcopy(encoder).requires_grad_(True),
-                                  nn.Linear(feature_dim(encoder), num_classes))
-        nn.init.zeros_(model.classifier.weight)
-        nn.init.zeros_(model.classifier.bias)
+                                  copy.deepcopy(head).requires_grad_(True))
+        if model.num_classes != num_classes:
+            raise SeedzooError(f"The classifier to start from has {model.num_classes} outputs; "
+                               f"the images have {num_classes} classes.")
         model.to(device).train()
         batch_size = min(options.batch_size, len(images))
         loader = DataLoader(images, batch_size=batch_size, shuffle=True,
@@ -175,16 +204,25 @@ def fine_tune(encoder: nn.Module, images, num_classes: int, *,
 def finetune_scores(model: nn.Module, dataset: str, *, spec: str,
                     options: FineTuneOptions = FineTuneOptions(), root=None, seed: int = 0,
                     limit_train: int | None = None, limit_test: int | None = None,
-                    batch_size: int = 256, num_workers: int = 0, device=None,
-                    progress: bool = True) -> tuple[dict, dict]:
+                    probe_options: dict | None = None, cache: FeatureCache | None = None,
+                    fingerprint: str | None = None, batch_size: int = 256,
+                    num_workers: int = 0, device=None, progress: bool = True
+                    ) -> tuple[dict, dict]:
     """Fine-tune ``model`` on each label fraction of ``options`` and score it on the test split.
 
     ``limit_train`` / ``limit_test`` are the seeded subsets of ``--limit-train`` /
-    ``--limit-test``; ``batch_size`` is for scoring. Returns ``(metrics, settings)``: metrics
-    ``finetune_<fraction>_top1`` / ``_top5`` (``finetune_1pct_top1``, ...), settings the options
-    and, per fraction, its training-set size, steps, last loss and the subset's digest.
+    ``--limit-test``; ``probe_options`` go to the :class:`LinearProbe` that starts the
+    classifier (``head_init="probe"``: the few-shot probe, on frozen features from ``cache``
+    when given, keyed by the weights' ``fingerprint``); ``batch_size`` is for extraction and
+    scoring. Returns ``(metrics, settings)``: metrics ``finetune_<fraction>_top1`` / ``_top5``
+    (``finetune_1pct_top1``, ...), settings the options and, per fraction, its training-set size,
+    steps, last loss, the subset's digest and the probe's weight decay.
     """
     check_finetunable(model)
+    probe_options = {"seed": seed, **(probe_options or {})}
+    LinearProbe(**probe_options)  # checks the options before any work
+    extraction = {"batch_size": batch_size, "num_workers": num_workers, "device": device,
+                  "progress": progress}
     transform = transform_for(model, augment=options.augment)
     data = get_dataset(dataset, "train", root=root, transform=transform)
     classes, labels = dataset_classes(data), dataset_labels(data)
@@ -192,25 +230,34 @@ def finetune_scores(model: nn.Module, dataset: str, *, spec: str,
     if limited is not None:
         data, labels = Subset(data, limited.tolist()), labels[limited]
     num_classes = len(classes) or int(labels.max()) + 1
+    if options.head_init == "probe":
+        frozen, _ = dataset_features(model, dataset, "train", spec=spec, root=root,
+                                     limit=limit_train, seed=seed, cache=cache,
+                                     fingerprint=fingerprint, **extraction)
     metrics = {}
     settings = {**asdict(options), "fractions": list(options.fractions),
                 "optimizer": "sgd (nesterov)" if options.momentum > 0 else "sgd",
-                "schedule": "cosine, no warm-up", "classifier_init": "zeros",
+                "schedule": "cosine, no warm-up", "classifier_init": options.head_init,
                 "batchnorm": "batch statistics (train mode)", "transform": repr(transform),
                 "train_size": len(labels)}
     for fraction in options.fractions:
         name = fraction_label(fraction)
         subset = class_balanced_indices(labels, fraction, seed)
-        tuned, trained = fine_tune(model, Subset(data, subset.tolist()), num_classes,
+        head, start = None, {}
+        if options.head_init == "probe":
+            probe = LinearProbe(**probe_options).fit(frozen[torch.as_tensor(subset)],
+                                                     labels[subset])
+            head, start = probe_head(probe, num_classes), {"probe_weight_decay":
+                                                           probe.weight_decay_}
+        tuned, trained = fine_tune(model, Subset(data, subset.tolist()), num_classes, head=head,
                                    options=options, seed=seed, device=device,
                                    num_workers=num_workers, progress=progress,
                                    desc=f"finetune {name}")
         scores = classifier_scores(tuned, dataset, spec=spec, root=root, limit=limit_test,
-                                   seed=seed, batch_size=batch_size, num_workers=num_workers,
-                                   device=device, progress=progress, desc=f"finetune {name} test")
+                                   seed=seed, **extraction, desc=f"finetune {name} test")
         metrics[f"finetune_{name}_top1"] = scores["top1"]
         metrics[f"finetune_{name}_top5"] = scores["top5"]
-        settings[name] = {"fraction": fraction, "train_size": len(subset), **trained,
+        settings[name] = {"fraction": fraction, "train_size": len(subset), **trained, **start,
                           "subset_sha256": indices_digest(subset)}
         settings["test_size"] = scores["test_size"]
     return metrics, settings

@@ -142,7 +142,9 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
         started = time.perf_counter()
         tuned, settings["finetune"] = finetune_scores(
             model, dataset, spec=spec, options=finetune, root=root, seed=seed,
-            limit_train=limit_train, limit_test=limit_test, **extraction)
+            limit_train=limit_train, limit_test=limit_test, probe_options=probe_options,
+            cache=FeatureCache(cache_dir) if use_cache else None, fingerprint=fingerprint,
+            **extraction)
         metrics.update(tuned)
         settings.setdefault("train_size", settings["finetune"]["train_size"])
         settings.setdefault("test_size", settings["finetune"]["test_size"])
