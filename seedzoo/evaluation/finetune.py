@@ -19,9 +19,9 @@ augmentation (``augment=False`` turns it off), BatchNorm in training mode (one p
 nothing to sync); CPU-sized defaults: batch 64, 5 epochs with at least ``min_steps`` steps, so
 the 1% subsets also get a few dozen updates. The classifier starts from the few-shot linear
 probe fitted on the same images' frozen features (``head_init="probe"``, LP-FT: Kumar et al.,
-2022, "Fine-Tuning can Distort Pretrained Features"), so fine-tuning begins where the probe
-ends instead of pulling the features towards a zero classifier's gradients; ``"zeros"`` is the
-paper's zero-initialised layer.
+2022, "Fine-Tuning can Distort Pretrained Features"): fine-tuning begins where the probe
+ends, and the features are not distorted while a classifier is learnt from zeros (a zero
+head, ``"zeros"`` as in the paper, scored below the frozen probe at these step counts).
 """
 
 from __future__ import annotations
