@@ -308,13 +308,15 @@ class Study:
         rows = []
         for network, arch in run.networks.items():
             metrics, extra = {}, {}
-            # the fine-tuning's figures from its own file (an older eval_ file has 50-step ones)
             for kind, prefix in (("eval", ""), ("finetune", ""), *((kind, f"{kind}_")
                                                  for kind in self.transfer_kinds)):
                 path = self.results / f"{kind}_{run.name}_{network}.json"
                 if path.exists():
                     found = json.loads(path.read_text())["metrics"]
-                    metrics |= {prefix + name: value for name, value in found.items()}
+                    metrics |= {prefix + name: value for name, value in found.items()
+                                # fine-tuning figures from their own file alone (older eval_
+                                # files hold some from another protocol: 50 steps, zero head)
+                                if kind == "finetune" or not name.startswith("finetune_")}
             deploy = self.results / f"deploy_{run.name}_{network}.json"
             if deploy.exists():
                 extra = json.loads(deploy.read_text())["row"]

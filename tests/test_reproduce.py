@@ -114,7 +114,14 @@ def test_summary_rows_come_from_the_result_jsons(tmp_path):
     study = reproduce.Study(reproduce.BUDGETS["cpu"], tmp_path / "runs", tmp_path / "results",
                             threads=1)
     study.results.mkdir()
-    fake_results(study, study.by_name["dogo_mobilenetv3_large_100_resnet18"], 0.6)
+    run = study.by_name["dogo_mobilenetv3_large_100_resnet18"]
+    fake_results(study, run, 0.6)
+    for network in run.networks:   # an older eval_ file with fine-tuning figures of its own
+        eval_file = study.results / f"eval_{run.name}_{network}.json"
+        old = json.loads(eval_file.read_text())
+        old["metrics"]["finetune_1pct_top1"] = 0.2
+        eval_file.write_text(json.dumps(old))
+        (study.results / f"finetune_{run.name}_{network}.json").unlink()
     rows = study.summary()["rows"]
     assert [row["name"] for row in rows] == [
         "dogo_mobilenetv3_large_100_resnet18/resnet18",
