@@ -150,7 +150,8 @@ def fine_tune(encoder: nn.Module, images, num_classes: int, *, head: nn.Linear |
     """A copy of ``encoder`` and a linear classifier (a copy of ``head``; zero-initialised when
     None), trained together on ``images`` (a dataset of ``(tensor, label)``) with cross-entropy;
     ``encoder`` and ``head`` are left as they were. Returns the network in eval mode and
-    ``{"steps", "final_loss"}``. The same ``seed`` gives the same network (on the same device
+    ``{"steps", "final_loss"}``. The same ``seed`` gives the same network (up to float rounding
+    that can differ between processes and grows over many steps; on the same device
     and thread count).
     """
     from tqdm.auto import tqdm
