@@ -89,6 +89,7 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
     if "classifier" in protocols:
         scored = classifier_model(model, spec, dataset, root=root, classifier=classifier)
     fingerprint = weights_fingerprint(model)
+    cache = FeatureCache(cache_dir) if use_cache else None
     extraction = {"batch_size": batch_size, "num_workers": num_workers, "device": device,
                   "progress": progress}
     seconds = {}
@@ -100,7 +101,6 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
     metrics = {}
     if set(protocols) & set(FROZEN_PROTOCOLS):
         started = time.perf_counter()
-        cache = FeatureCache(cache_dir) if use_cache else None
         features = {}
         for split, limit in (("train", limit_train), ("test", limit_test)):
             features[split] = dataset_features(
@@ -143,7 +143,7 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
         tuned, settings["finetune"] = finetune_scores(
             model, dataset, spec=spec, options=finetune, root=root, seed=seed,
             limit_train=limit_train, limit_test=limit_test, probe_options=probe_options,
-            cache=FeatureCache(cache_dir) if use_cache else None, fingerprint=fingerprint,
+            cache=cache, fingerprint=fingerprint,
             **extraction)
         metrics.update(tuned)
         settings.setdefault("train_size", settings["finetune"]["train_size"])
