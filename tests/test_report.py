@@ -286,9 +286,9 @@ def test_the_headline_fills_the_readme_block_with_seeds_lift_and_the_targets(tmp
     assert table[0][:4] == ["student", "from scratch k-NN@20", "SEED k-NN@20", "SEED lift"]
     # Only architectures with a SEED run; seed_mbv3 67.8 - moco_mbv3 55.5 = +12.3.
     # latency: the median of the architecture's runs (0.9, 0.75, 0.8), not seed_mbv3's 0.75
-    assert table[1] == ["mobilenetv3_large_100", "55.5", "67.8", "+12.3", "67.8 (seed)", "-",
-                        "69.5 (crd (CRD+KD+CE))", "-", "0.80"]
-    assert table[2] == ["resnet18", "71.6", "73.8", "+2.2", "73.8 (seed)", "-", "82.5 (kd)",
+    assert table[1] == ["mobilenetv3_large_100", "55.5", "67.8", "+12.3", "67.8: seed", "-",
+                        "69.5: crd (CRD+KD+CE)", "-", "0.80"]
+    assert table[2] == ["resnet18", "71.6", "73.8", "+2.2", "73.8: seed", "-", "82.5: kd",
                         "11.2", "0.90"]
     # The best label-free network, 73.8, against pixels' 75.0 k-NN@20; no linear for pixels.
     assert "Best linear top-1 without the full labels: seed_r18 (resnet18) 74.1." in text

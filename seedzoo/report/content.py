@@ -282,7 +282,7 @@ def _best(runs, metric: str) -> Run | None:
 
 
 def _named(run: Run | None, metric: str) -> str:
-    return "-" if run is None else f"{percent(run.metrics[metric])} ({run.label})"
+    return "-" if run is None else f"{percent(run.metrics[metric])}: {run.label}"
 
 
 def headline(study: Study) -> list[str | Table]:
