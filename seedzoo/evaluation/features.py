@@ -185,10 +185,26 @@ class FeatureCache:
         return path
 
 
+class MemoryFeatureCache:
+    """:class:`FeatureCache`'s ``load`` / ``save`` in memory: one evaluation that must not touch
+    the disk still extracts each split once for all its protocols."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def load(self, key: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self._entries.get(FeatureCache.digest(key))
+
+    def save(self, key: dict, features: torch.Tensor, labels: torch.Tensor) -> None:
+        if torch.isfinite(features).all():
+            self._entries[FeatureCache.digest(key)] = (features, labels)
+
+
 def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
                      transform=None, limit: int | None = None, seed: int = 0,
-                     cache: FeatureCache | None = None, fingerprint: str | None = None,
-                     **extract_options) -> tuple[torch.Tensor, torch.Tensor]:
+                     cache: FeatureCache | MemoryFeatureCache | None = None,
+                     fingerprint: str | None = None, **extract_options
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and labels of ``split`` of dataset ``dataset`` under ``model``, through ``cache``.
 
     ``spec`` names the model in the cache key next to its weights ``fingerprint`` (computed

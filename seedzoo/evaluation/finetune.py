@@ -50,7 +50,12 @@ from seedzoo.deploy.runtime import OrtEncoder
 from seedzoo.devices import resolve_device
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.classifier import classifier_scores
-from seedzoo.evaluation.features import FeatureCache, dataset_features, default_device
+from seedzoo.evaluation.features import (
+    FeatureCache,
+    MemoryFeatureCache,
+    dataset_features,
+    default_device,
+)
 from seedzoo.evaluation.linear import LinearProbe
 from seedzoo.evaluation.pixels import PixelEncoder
 from seedzoo.zoo.pretrained import EncoderClassifier, feature_dim
@@ -205,7 +210,8 @@ def fine_tune(encoder: nn.Module, images, num_classes: int, *, head: nn.Linear |
 def finetune_scores(model: nn.Module, dataset: str, *, spec: str,
                     options: FineTuneOptions = FineTuneOptions(), root=None, seed: int = 0,
                     limit_train: int | None = None, limit_test: int | None = None,
-                    probe_options: dict | None = None, cache: FeatureCache | None = None,
+                    probe_options: dict | None = None,
+                    cache: FeatureCache | MemoryFeatureCache | None = None,
                     fingerprint: str | None = None, batch_size: int = 256,
                     num_workers: int = 0, device=None, progress: bool = True
                     ) -> tuple[dict, dict]:

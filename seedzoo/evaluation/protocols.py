@@ -18,7 +18,7 @@ from seedzoo.data.subsets import fraction_label
 from seedzoo.data.transforms import transform_for
 from seedzoo.errors import SeedzooError
 from seedzoo.evaluation.classifier import classifier_model, classifier_scores
-from seedzoo.evaluation.features import FeatureCache, dataset_features
+from seedzoo.evaluation.features import FeatureCache, MemoryFeatureCache, dataset_features
 from seedzoo.evaluation.finetune import FineTuneOptions, check_finetunable, finetune_scores
 from seedzoo.evaluation.knn import DEFAULT_KS, knn_scores
 from seedzoo.evaluation.linear import LinearProbe, fewshot_probe, linear_probe
@@ -76,9 +76,10 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
     ``finetune_options`` to :class:`~seedzoo.evaluation.finetune.FineTuneOptions`;
     ``classifier`` (an ``nn.Linear``) is the head the classifier protocol scores, by default the
     one kept beside the encoder folder ``spec`` names. ``limit_train`` / ``limit_test``
-    evaluate on seeded random subsets for quick runs; ``config`` adds entries to the report's
-    configuration (e.g. the backend). Options, the model and the classifier are checked before
-    any work.
+    evaluate on seeded random subsets for quick runs; ``use_cache=False`` keeps the features in
+    memory for this call only (each split is still extracted once); ``config`` adds entries to
+    the report's configuration (e.g. the backend). Options, the model and the classifier are
+    checked before any work.
     """
     protocols = parse_protocols(protocols)
     probe_options = {"seed": seed, **(probe_options or {})}
@@ -89,7 +90,7 @@ def evaluate(model, dataset: str, *, spec: str, protocols: Sequence[str] = FROZE
     if "classifier" in protocols:
         scored = classifier_model(model, spec, dataset, root=root, classifier=classifier)
     fingerprint = weights_fingerprint(model)
-    cache = FeatureCache(cache_dir) if use_cache else None
+    cache = FeatureCache(cache_dir) if use_cache else MemoryFeatureCache()
     extraction = {"batch_size": batch_size, "num_workers": num_workers, "device": device,
                   "progress": progress}
     seconds = {}
