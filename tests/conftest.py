@@ -22,3 +22,19 @@ def single_thread():
 def _deterministic_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def extractions(monkeypatch):
+    """The ``desc`` of every feature extraction the test makes, in order (they still run)."""
+    from seedzoo.evaluation import features as features_module
+
+    calls = []
+    extract = features_module.extract_features
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("desc"))
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "extract_features", counted)
+    return calls

@@ -16,7 +16,6 @@ from seedzoo.evaluation import (
     transform_for,
     weights_fingerprint,
 )
-from seedzoo.evaluation import features as features_module
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -106,15 +105,7 @@ def test_fingerprint_follows_the_weights():
     assert weights_fingerprint(model) not in (first, second)
 
 
-def test_cache_is_reused_and_invalidated_when_the_weights_change(tmp_path, monkeypatch):
-    calls = []
-    real_extract = features_module.extract_features
-
-    def counting_extract(*args, **kwargs):
-        calls.append(kwargs.get("desc"))
-        return real_extract(*args, **kwargs)
-
-    monkeypatch.setattr(features_module, "extract_features", counting_extract)
+def test_cache_is_reused_and_invalidated_when_the_weights_change(tmp_path, extractions):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8))
     model.preprocess = PixelEncoder().preprocess
     cache = FeatureCache(tmp_path / "cache")
@@ -122,26 +113,26 @@ def test_cache_is_reused_and_invalidated_when_the_weights_change(tmp_path, monke
 
     first = dataset_features(model, "digits", "train", **options)
     again = dataset_features(model, "digits", "train", **options)
-    assert len(calls) == 1
+    assert len(extractions) == 1
     torch.testing.assert_close(first[0], again[0])
     assert torch.equal(first[1], again[1])
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
 
     dataset_features(model, "digits", "test", **options)  # another split: its own entry
     dataset_features(model, "digits", "train", **{**options, "limit": 60})  # another subset
-    assert len(calls) == 3
+    assert len(extractions) == 3
 
     with torch.no_grad():
         model[1].weight.mul_(2)
     changed = dataset_features(model, "digits", "train", **options)
-    assert len(calls) == 4
+    assert len(extractions) == 4
     assert not torch.allclose(changed[0], first[0])
 
     # A corrupt cache file is not trusted: the features are extracted again.
     for path in (tmp_path / "cache").glob("*.safetensors"):
         path.write_bytes(b"not a safetensors file")
     dataset_features(model, "digits", "train", **options)
-    assert len(calls) == 5
+    assert len(extractions) == 5
 
 
 def test_cache_file_records_its_key(tmp_path):

@@ -164,23 +164,13 @@ def test_the_probe_head_starts_where_the_few_shot_probe_ends(encoder_folder):
 
 
 def test_without_the_disk_cache_each_split_is_still_extracted_once(encoder_folder, tmp_path,
-                                                                   monkeypatch):
+                                                                   extractions):
     """The frozen protocols and fine-tuning's probe share the train features in memory."""
-    from seedzoo.evaluation import features as features_module
-
-    calls = []
-    real_extract = features_module.extract_features
-
-    def counting_extract(*args, **kwargs):
-        calls.append(kwargs.get("desc"))
-        return real_extract(*args, **kwargs)
-
-    monkeypatch.setattr(features_module, "extract_features", counting_extract)
     model = load_encoder(str(encoder_folder))
     evaluate(model, "digits", spec="tiny", protocols=["knn", "finetune"], limit_train=300,
              limit_test=100, use_cache=False, cache_dir=tmp_path / "cache", progress=False,
              probe_options={"epochs": 2, "min_steps": 20},
              finetune_options={"fractions": [0.1], "epochs": 1, "min_steps": 0,
                                "batch_size": 16, "augment": False})
-    assert calls.count("digits train") == calls.count("digits test") == 1  # + the tuned model's
+    assert extractions.count("digits train") == extractions.count("digits test") == 1
     assert not (tmp_path / "cache").exists()
