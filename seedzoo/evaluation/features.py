@@ -187,7 +187,8 @@ class FeatureCache:
 
 class MemoryFeatureCache:
     """:class:`FeatureCache`'s ``load`` / ``save`` in memory: one evaluation that must not touch
-    the disk still extracts each split once for all its protocols."""
+    the disk still extracts each split once for all its protocols. It keeps non-finite features
+    too: every protocol refuses them, and extracting them again would give the same."""
 
     def __init__(self):
         self._entries: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -196,8 +197,7 @@ class MemoryFeatureCache:
         return self._entries.get(FeatureCache.digest(key))
 
     def save(self, key: dict, features: torch.Tensor, labels: torch.Tensor) -> None:
-        if torch.isfinite(features).all():
-            self._entries[FeatureCache.digest(key)] = (features, labels)
+        self._entries[FeatureCache.digest(key)] = (features, labels)
 
 
 def dataset_features(model, dataset: str, split: str, *, spec: str, root=None,
